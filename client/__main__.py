@@ -1,0 +1,76 @@
+"""``python -m kubefuncs module:function``: run one function until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+
+from .errors import ConfigError
+from .function import Function, as_function
+from .health import health_app, serve
+from .logs import configure
+from .runtime import Runtime
+from .settings import Settings
+
+USAGE = "usage: python -m kubefuncs MODULE:FUNCTION   (or set KF_FUNCTION)"
+
+
+def load(target: str) -> Function:
+    """Import ``module:attr`` and return it as a Function."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ConfigError("function", f"must look like module:function, got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError("function", f"cannot import module {module_name!r}: {e}") from e
+    try:
+        return as_function(getattr(module, attr), attr)
+    except AttributeError:
+        raise ConfigError("function", f"module {module_name!r} has no {attr!r}") from None
+    except TypeError as e:
+        raise ConfigError("function", str(e)) from e
+
+
+def prepare(argv: list[str], env: Mapping[str, str]) -> Function:
+    target = argv[0] if argv else env.get("KF_FUNCTION", "")
+    if not target:
+        raise ConfigError("function", f"is missing. {USAGE}")
+    fn = load(target)
+    return fn.with_settings(Settings.from_env(env, fn.settings))
+
+
+async def serve_function(fn: Function, started_at: float) -> None:
+    runtime = Runtime(fn, started_at=started_at)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.stop)
+    app = health_app(lambda: runtime.ready, runtime.metrics.registry)
+    async with serve(app, fn.settings.health_addr):
+        await runtime.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    started_at = time.monotonic()
+    try:
+        fn = prepare(sys.argv[1:] if argv is None else argv, os.environ)
+    except ConfigError as e:
+        print(f"kubefuncs: {e}", file=sys.stderr)
+        return 2
+    configure(fn.settings.log_level, fn.settings.log_format)
+    logging.getLogger("kubefuncs").info(
+        "starting %s on %s", fn.name, fn.settings.bus_url.split("@")[-1]
+    )
+    asyncio.run(serve_function(fn, started_at))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The function API: the ``@function`` decorator, the handler context, result mapping."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .retry import RetryPolicy
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .client import Client
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Function:
+    """A handler with its per-function settings. Calling it calls the handler."""
+
+    handler: Handler
+    settings: Settings
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.settings.function_name
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    @property
+    def wants_context(self) -> bool:
+        params = inspect.signature(self.handler).parameters
+        return len(params) >= 2
+
+    def with_settings(self, settings: Settings) -> Function:
+        return Function(self.handler, settings, self.non_retryable)
+
+    def retry_policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(
+            s.max_attempts, s.backoff_s, s.backoff_max_s, non_retryable=self.non_retryable
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.handler(*args, **kwargs)
+
+
+def function(
+    topic: str | None = None,
+    *,
+    name: str | None = None,
+    channel: str | None = None,
+    concurrency: int | None = None,
+    timeout_s: float | None = None,
+    max_attempts: int | None = None,
+    backoff_s: float | None = None,
+    backoff_max_s: float | None = None,
+    non_retryable: tuple[type[BaseException], ...] = (),
+) -> Callable[[Handler], Function]:
+    """Declare a function: ``@function("ping")`` over ``def pong(payload, ctx)``.
+
+    The handler may be sync or async and take ``(payload)`` or ``(payload, ctx)``. Options
+    are defaults; ``KF_*`` environment variables override them at start.
+    """
+
+    def wrap(handler: Handler) -> Function:
+        fname = name or handler.__name__.replace("_", "-")
+        given = {
+            "concurrency": concurrency,
+            "timeout_s": timeout_s,
+            "max_attempts": max_attempts,
+            "backoff_s": backoff_s,
+            "backoff_max_s": backoff_max_s,
+        }
+        settings = Settings(
+            function_name=fname,
+            topic=topic or "",
+            channel=channel or "",
+            **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
+        )
+        return Function(handler, settings, non_retryable)
+
+    return wrap
+
+
+def as_function(obj: Any, attr: str) -> Function:
+    """A Function from whatever ``module:attr`` names: a decorated or a plain callable."""
+    if isinstance(obj, Function):
+        return obj
+    if callable(obj):
+        return Function(obj, Settings(function_name=attr.replace("_", "-")))
+    raise TypeError(f"{attr} is a {type(obj).__name__}, not a function")
+
+
+@dataclass
+class Context:
+    """What a handler knows about the message it handles and how it talks to the bus."""
+
+    envelope: wire.Envelope
+    attempt: int
+    log: logging.LoggerAdapter[logging.Logger]
+    client: Client
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.envelope.headers
+
+    @property
+    def deadline_ms(self) -> int | None:
+        return self.envelope.deadline_ms
+
+    def _trace(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        out = {k: v for k, v in self.headers.items() if k in ("traceparent", "tracestate")}
+        out.update(headers or {})
+        return out
+
+    def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        delay_s: float = 0.0,
+    ) -> Awaitable[str]:
+        """Publish an event, carrying this message's trace context."""
+        return self.client.publish(topic, payload, headers=self._trace(headers), delay_s=delay_s)
+
+    def call(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        timeout_s: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> Awaitable[Any]:
+        """Call another function and await its reply (RemoteError / CallTimeout)."""
+        return self.client.call(topic, payload, timeout_s=timeout_s, headers=self._trace(headers))
+
+
+def to_reply(request: wire.Envelope, result: Any) -> wire.Envelope:
+    """The reply envelope for a handler's return value."""
+    if request.kind == wire.HTTP_REQUEST:
+        return wire.reply_for(request, to_http_response(result), kind=wire.HTTP_RESPONSE)
+    return wire.reply_for(request, result)
+
+
+def to_http_response(result: Any) -> wire.HttpResponse:
+    """Map a return value to HTTP: HttpResponse as is, bytes/str as a body, None as 204,
+    anything else as JSON."""
+    if isinstance(result, wire.HttpResponse):
+        return result
+    if result is None:
+        return wire.HttpResponse(204)
+    if isinstance(result, bytes):
+        return wire.HttpResponse(200, {"content-type": "application/octet-stream"}, result)
+    if isinstance(result, str):
+        return wire.HttpResponse(
+            200, {"content-type": "text/plain; charset=utf-8"}, result.encode()
+        )
+    body = json.dumps(result, separators=(",", ":"), default=str).encode()
+    return wire.HttpResponse(200, {"content-type": "application/json"}, body)
+
+
+def error_reply(request: wire.Envelope, error: BaseException) -> wire.Envelope:
+    status = 504 if isinstance(error, TimeoutError) else None
+    info = wire.ErrorInfo(type(error).__name__, str(error) or type(error).__name__, status=status)
+    return wire.reply_for(request, info, kind=wire.ERROR)

@@ -1,0 +1,263 @@
+"""The function runtime: consume one channel, run the handler, reply, then settle.
+
+At-least-once: a message is acknowledged only after the handler finished and its reply
+(if a caller waits) is on the bus. Failures go through :func:`kubefuncs.retry.decide`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from . import wire
+from .client import Client
+from .errors import DecodeError, Reject, Retry, TransportError
+from .function import Context, Function, error_reply, to_reply
+from .metrics import RuntimeMetrics
+from .retry import Action, decide
+from .transport import Delivery, Subscription, Transport, from_url
+from .transport._flow import backoff_s
+
+log = logging.getLogger("kubefuncs.runtime")
+
+_QUIET_ERRORS = (Retry, Reject, TimeoutError)
+
+
+class Runtime:
+    """Runs one :class:`Function` until :meth:`stop`; see the module docstring."""
+
+    def __init__(
+        self,
+        fn: Function,
+        *,
+        transport: Transport | None = None,
+        metrics: RuntimeMetrics | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        self.fn = fn
+        self.settings = s = fn.settings
+        self.transport = transport or from_url(s.bus_url, password=s.bus_password)
+        self._owns_transport = transport is None
+        self.client = Client(transport=self.transport)
+        self.metrics = metrics or RuntimeMetrics(fn.name)
+        self.policy = fn.retry_policy()
+        self.started_at = started_at if started_at is not None else time.monotonic()
+        self._handler = fn.handler
+        self._is_async = fn.is_async
+        self._wants_context = fn.wants_context
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.consuming = False
+
+    @property
+    def ready(self) -> bool:
+        """Consuming, connected to the bus, and not shutting down."""
+        return self.consuming and self.transport.connected and not self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop taking messages; :meth:`run` drains in-flight work and returns."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        s = self.settings
+        if not await self._connect():
+            return
+        sub = await self.transport.subscribe(s.topic, s.channel_name, max_in_flight=s.concurrency)
+        self.consuming = True
+        self.metrics.cold_start.set(time.monotonic() - self.started_at)
+        log.info(
+            "consuming %s as channel %s",
+            s.topic,
+            s.channel_name,
+            extra={"function": self.fn.name, "topic": s.topic},
+        )
+        background = [
+            asyncio.create_task(self._consume(sub)),
+            asyncio.create_task(self._maintain()),
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            self.consuming = False
+            await sub.close()
+            for task in background:
+                task.cancel()
+            await self._drain()
+            await self.client.close()
+            if self._owns_transport:
+                await self.transport.close()
+            log.info("stopped", extra={"function": self.fn.name})
+
+    async def _connect(self) -> bool:
+        """Connect, retrying with backoff while the bus is away (no crash loop)."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self.transport.connect()
+                return True
+            except TransportError as e:
+                failures += 1
+                delay = backoff_s(failures, cap_s=10.0)
+                log.warning("%s; retrying in %.1fs", e, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+        return False
+
+    async def _consume(self, sub: Subscription) -> None:
+        async for delivery in sub:
+            task = asyncio.create_task(self.handle(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.transport.maintain()
+            except Exception as e:  # housekeeping must never stop the function
+                log.debug("maintenance skipped: %s", e)
+
+    async def _drain(self) -> None:
+        """Let in-flight work finish within the grace period, then hand the rest back."""
+        if self._tasks:
+            log.info("draining %d in-flight message(s)", len(self._tasks))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    # -- one message -----------------------------------------------------------------------
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Decode, run, reply, settle one delivery. Never raises (but for cancellation)."""
+        m = self.metrics
+        m.in_flight.inc()
+        try:
+            await self._handle(delivery)
+        except TransportError as e:  # could not settle: the bus redelivers it later
+            log.warning("could not settle a message: %s", e)
+        except Exception:
+            log.exception("runtime error; the message goes back to the bus")
+            with contextlib.suppress(Exception):
+                await delivery.retry(1.0)
+        finally:
+            m.in_flight.dec()
+
+    async def _handle(self, delivery: Delivery) -> None:
+        m = self.metrics
+        try:
+            env = wire.decode(delivery.body)
+        except DecodeError as e:
+            log.warning(
+                "malformed message dead-lettered: %s", e, extra={"attempt": delivery.attempt}
+            )
+            m.outcome["malformed"].inc()
+            m.dead_letters.inc()
+            await delivery.dead_letter(f"malformed: {e}")
+            return
+        if env.expired():
+            log.info("skipped: past its deadline", extra=self._extra(env, delivery))
+            m.outcome["expired"].inc()
+            await delivery.ack()
+            return
+        started = time.perf_counter()
+        try:
+            result = await self._invoke(env, delivery)
+            if env.reply_to:
+                await self.transport.send_reply(env.reply_to, wire.encode(to_reply(env, result)))
+        except asyncio.CancelledError:
+            await delivery.retry(0)  # shutting down past the grace period: hand it back
+            raise
+        except Exception as e:
+            m.duration.observe(time.perf_counter() - started)
+            await self._failed(delivery, env, e)
+            return
+        m.duration.observe(time.perf_counter() - started)
+        await delivery.ack()
+        m.outcome["ok"].inc()
+
+    async def _invoke(self, env: wire.Envelope, delivery: Delivery) -> Any:
+        args: tuple[Any, ...] = (env.payload,)
+        if self._wants_context:
+            ctx = Context(
+                env,
+                delivery.attempt,
+                logging.LoggerAdapter(log, self._extra(env, delivery)),
+                self.client,
+            )
+            args = (env.payload, ctx)
+        keeper = self._keep_alive(delivery)
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                if self._is_async:
+                    return await self._handler(*args)
+                return await asyncio.to_thread(self._handler, *args)
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+
+    def _keep_alive(self, delivery: Delivery) -> asyncio.Task[None] | None:
+        """Touch long-running deliveries so the bus does not hand them to someone else."""
+        every = self.transport.touch_interval_s
+        if every is None or self.settings.timeout_s < every:
+            return None
+
+        async def touch() -> None:
+            while True:
+                await asyncio.sleep(every)
+                with contextlib.suppress(TransportError):
+                    await delivery.touch()
+
+        return asyncio.create_task(touch())
+
+    async def _failed(self, delivery: Delivery, env: wire.Envelope, error: Exception) -> None:
+        waits = bool(env.reply_to) and not env.expired()
+        decision = decide(
+            self.policy,
+            delivery.attempt,
+            error,
+            caller_waits=waits,
+            reply_errors_at_once=self.settings.reply_errors_at_once,
+        )
+        log.warning(
+            "handler failed (%s): %s",
+            decision.action.value,
+            decision.reason,
+            extra=self._extra(env, delivery),
+            exc_info=not isinstance(error, _QUIET_ERRORS),
+        )
+        m = self.metrics
+        if decision.action is Action.RETRY:
+            m.retries.inc()
+            m.outcome["retry"].inc()
+            await delivery.retry(decision.delay_s)
+            return
+        if waits:
+            await self._reply_error(env, error)
+        if decision.action is Action.ERROR_REPLY:
+            m.outcome["error_reply"].inc()
+            await delivery.ack()
+        else:
+            m.outcome["dead_letter"].inc()
+            m.dead_letters.inc()
+            await delivery.dead_letter(decision.reason)
+
+    async def _reply_error(self, env: wire.Envelope, error: Exception) -> None:
+        try:
+            await self.transport.send_reply(
+                env.reply_to or "", wire.encode(error_reply(env, error))
+            )
+        except TransportError as e:
+            log.warning("could not send the error reply: %s", e, extra={"message_id": env.id})
+
+    def _extra(self, env: wire.Envelope, delivery: Delivery) -> dict[str, Any]:
+        return {
+            "message_id": env.id,
+            "attempt": delivery.attempt,
+            "function": self.fn.name,
+            "topic": env.topic,
+        }

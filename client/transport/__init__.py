@@ -1,0 +1,70 @@
+"""Bus transports. :func:`from_url` is the only place that picks a concrete backend.
+
+``valkey://[:password@]host:port/db`` (also ``redis://``, ``rediss://``),
+``nsq://lookupd-host:4161[,more]`` or ``nsq://?nsqd=host:4150[,more]``, ``memory://[name]``.
+Transport options travel as query parameters (``?visibility_timeout_s=30``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlsplit
+
+from ..errors import ConfigError
+from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
+
+__all__ = [
+    "ChannelStats",
+    "DeadLetter",
+    "Delivery",
+    "Inbox",
+    "Subscription",
+    "Transport",
+    "from_url",
+    "valid_name",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}(#ephemeral)?$")
+
+
+def valid_name(name: str) -> bool:
+    """Topic and channel names: 1-64 of ``[A-Za-z0-9._-]`` (NSQ's rule, kept for every bus)."""
+    return bool(_NAME.match(name))
+
+
+def check_name(kind: str, name: str) -> str:
+    if not valid_name(name):
+        raise ConfigError(
+            kind, f"must be 1-64 characters of letters, digits, '.', '_' or '-', got {name!r}"
+        )
+    return name
+
+
+def options(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def from_url(
+    url: str, *, password: str | None = None, env: Mapping[str, str] | None = None
+) -> Transport:
+    """A transport for ``url``, not yet connected. Raises ConfigError for an unknown scheme."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from .memory import MemoryTransport
+
+        return MemoryTransport(url)
+    if scheme in ("valkey", "valkeys", "redis", "rediss"):
+        from .valkey import ValkeyTransport
+
+        return ValkeyTransport(url, password=password)
+    if scheme == "nsq":
+        try:
+            from .nsq import NsqTransport  # type: ignore[import-not-found, unused-ignore]
+        except ImportError as e:  # pragma: no cover - until the NSQ backend lands
+            raise ConfigError("bus URL", f"nsq:// is not available: {e}") from e
+        return NsqTransport(url)  # type: ignore[no-any-return, unused-ignore]
+    raise ConfigError(
+        "bus URL",
+        f"has unknown scheme {scheme!r} in {url!r}: use valkey://, redis://, nsq:// or memory://",
+    )

@@ -1,0 +1,71 @@
+"""Lua scripts of the Valkey backend (each runs atomically on the server)."""
+
+# Create a channel's consumer group. A topic's first group starts at 0 so messages
+# published before any channel existed are not lost (NSQ keeps them for the first channel
+# too); later groups start at $ (a new channel gets what is published from now on).
+ENSURE_GROUP = """
+local start = '$'
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  start = '0'
+elseif #redis.call('XINFO', 'GROUPS', KEYS[1]) == 0 then
+  start = '0'
+end
+local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[1], ARGV[1], start, 'MKSTREAM')
+if not ok and not string.find(tostring(err), 'BUSYGROUP') then
+  return redis.error_reply(tostring(err))
+end
+return start
+"""
+
+# Move due delayed entries into their streams. KEYS: the delay index set, then the delay
+# sorted sets (kf:delayed:<stream>). ARGV: now (unix ms), max entries per set, prefix
+# length of "kf:delayed:". A member is "<attempts>\\n<nonce>\\n<body>".
+MOVE_DUE = """
+local moved = 0
+local cut = tonumber(ARGV[3])
+for i = 2, #KEYS do
+  local zkey = KEYS[i]
+  local stream = string.sub(zkey, cut + 1)
+  local due = redis.call('ZRANGE', zkey, '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+  for _, member in ipairs(due) do
+    local a = string.find(member, '\\n', 1, true)
+    local b = string.find(member, '\\n', a + 1, true)
+    local attempts = string.sub(member, 1, a - 1)
+    redis.call('XADD', stream, '*', 'm', string.sub(member, b + 1), 'a', attempts)
+    redis.call('ZREM', zkey, member)
+    moved = moved + 1
+  end
+  if redis.call('ZCARD', zkey) == 0 then
+    redis.call('SREM', KEYS[1], zkey)
+  end
+end
+return moved
+"""
+
+# Trim a stream below the oldest entry some consumer group still needs: the smallest
+# pending id of each group, or its last delivered id when nothing is pending. Entries newer
+# than a group's last delivered id were never read by it and are above the cut too.
+TRIM_ACKED = """
+local function older(a, b)
+  local ams, aseq = string.match(a, '(%d+)-(%d+)')
+  local bms, bseq = string.match(b, '(%d+)-(%d+)')
+  ams, bms = tonumber(ams), tonumber(bms)
+  if ams ~= bms then return ams < bms end
+  return tonumber(aseq) < tonumber(bseq)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local cut = nil
+for _, g in ipairs(groups) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  local floor = info['last-delivered-id']
+  if tonumber(info['pending']) > 0 then
+    floor = redis.call('XPENDING', KEYS[1], info['name'])[2]
+  end
+  if cut == nil or older(floor, cut) then cut = floor end
+end
+if cut == '0-0' then return 0 end
+return redis.call('XTRIM', KEYS[1], 'MINID', cut)
+"""

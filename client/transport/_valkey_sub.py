@@ -1,0 +1,241 @@
+"""Consuming side of the Valkey backend: subscription, deliveries, reply inboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from ..errors import TransportError
+from ..wire import new_id
+from ._flow import Window, backoff_s
+from .base import Delivery, Inbox, Subscription
+
+if TYPE_CHECKING:
+    from .valkey import ValkeyTransport
+
+log = logging.getLogger(__name__)
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
+
+
+class ValkeyDelivery(Delivery):
+    __slots__ = ("_settled", "_sub", "entry_id", "stream")
+
+    def __init__(
+        self, sub: ValkeySubscription, stream: str, entry_id: bytes, body: bytes, attempt: int
+    ) -> None:
+        super().__init__(body, attempt)
+        self._sub = sub
+        self.stream = stream
+        self.entry_id = entry_id
+        self._settled = False
+
+    async def ack(self) -> None:
+        await self._settle(None)
+
+    async def retry(self, delay_s: float) -> None:
+        sub = self._sub
+        ack = ("XACK", self.stream, sub.channel, self.entry_id)
+        if delay_s <= 0:
+            op: tuple[Any, ...] = ("XADD", sub.retry_stream, "*", "m", self.body, "a", self.attempt)
+            await self._settle(lambda: sub.transport.transaction(op, ack))
+        else:
+            await self._settle(
+                lambda: sub.transport.delay(
+                    sub.retry_stream, self.body, self.attempt, delay_s, *ack
+                )
+            )
+
+    async def dead_letter(self, reason: str) -> None:
+        sub = self._sub
+        ack = ("XACK", self.stream, sub.channel, self.entry_id)
+        add = (
+            "XADD",
+            sub.dead_stream,
+            "*",
+            "m",
+            self.body,
+            "reason",
+            reason,
+            "a",
+            self.attempt,
+            "t",
+            int(time.time() * 1000),
+        )
+        await self._settle(lambda: sub.transport.transaction(add, ack))
+
+    async def touch(self) -> None:
+        if not self._settled:
+            await self._sub.claim(self.stream, [self.entry_id])
+
+    async def _settle(self, action: Any) -> None:
+        """Run the settling command(s), retrying through a bus outage: the work is done and
+        must not be lost or redone when the bus comes back."""
+        if self._settled:
+            return
+        failures = 0
+        while True:
+            try:
+                if action is None:
+                    await self._sub.transport.call(
+                        "XACK", self.stream, self._sub.channel, self.entry_id
+                    )
+                else:
+                    await action()
+                break
+            except TransportError:
+                if self._sub.transport._closed:
+                    raise
+                failures += 1
+                await asyncio.sleep(backoff_s(failures))
+        self._settled = True
+        self._sub.window.release()
+
+
+class ValkeySubscription(Subscription):
+    def __init__(
+        self, transport: ValkeyTransport, topic: str, channel: str, max_in_flight: int
+    ) -> None:
+        self.transport = transport
+        self.topic = topic
+        self.channel = channel
+        keys = transport.keys
+        self.streams = [keys.topic(topic), keys.retry(topic, channel)]
+        self.retry_stream = self.streams[1]
+        self.dead_stream = keys.dead(topic, channel)
+        self.consumer = consumer_name()
+        self.window = Window(max_in_flight)
+        self._visibility_ms = int(transport.visibility_timeout_s * 1000)
+        self._last_claim = 0.0
+        self._closed = False
+
+    async def _deliveries(self) -> AsyncIterator[Delivery]:
+        failures = 0
+        while not self._closed:
+            free = await self.window.wait_free()
+            try:
+                batch = await self._fetch(free)
+            except (RedisError, OSError, TransportError) as e:
+                failures += 1
+                self.transport.mark(False)
+                log.warning("reading %s/%s failed (%s); retrying", self.topic, self.channel, e)
+                await asyncio.sleep(backoff_s(failures))
+                continue
+            failures = 0
+            self.transport.mark(True)
+            for delivery in batch:
+                self.window.take()
+                yield delivery
+
+    async def _fetch(self, count: int) -> list[ValkeyDelivery]:
+        claimed = await self._reclaim(count)
+        if claimed:
+            return claimed
+        try:
+            response = await self.transport.redis.xreadgroup(
+                self.channel,
+                self.consumer,
+                {s: ">" for s in self.streams},
+                count=count,
+                block=self.transport.block_ms,
+            )
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            # the server lost the group (restart without persistence, or deleted): recreate
+            await self.transport.ensure_channel(self.topic, self.channel)
+            return []
+        out = []
+        for stream, entries in response or []:
+            name = stream.decode()
+            for entry_id, fields in entries:
+                if fields:  # an entry deleted while pending comes back empty
+                    out.append(self._delivery(name, entry_id, fields, 1))
+        return out
+
+    def _delivery(
+        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], delivered: int
+    ) -> ValkeyDelivery:
+        prior = int(fields.get(b"a", 0))
+        return ValkeyDelivery(self, stream, entry_id, fields.get(b"m", b""), prior + delivered)
+
+    async def _reclaim(self, count: int) -> list[ValkeyDelivery]:
+        """Take over entries a dead consumer of this channel left unsettled."""
+        now = time.monotonic()
+        if now - self._last_claim < min(1.0, self.transport.visibility_timeout_s / 4):
+            return []
+        self._last_claim = now
+        out: list[ValkeyDelivery] = []
+        for stream in self.streams:
+            _, entries, *_ = await self.transport.redis.xautoclaim(
+                stream, self.channel, self.consumer, self._visibility_ms, "0-0", count=count
+            )
+            entries = [(i, f) for i, f in entries if f]
+            if not entries:
+                continue
+            counts = await self._delivery_counts(stream, [i for i, _ in entries])
+            out += [self._delivery(stream, i, f, counts.get(i, 1)) for i, f in entries]
+            log.info(
+                "took over %d unsettled message(s) of %s/%s", len(entries), self.topic, self.channel
+            )
+        return out
+
+    async def _delivery_counts(self, stream: str, ids: list[bytes]) -> dict[bytes, int]:
+        rows = await self.transport.redis.xpending_range(
+            stream,
+            self.channel,
+            min=ids[0],
+            max=ids[-1],
+            count=len(ids) * 2,
+            consumername=self.consumer,
+        )
+        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
+
+    async def claim(self, stream: str, ids: list[bytes], *, idle_ms: int = 0) -> None:
+        """Reset (or set) the idle time of our own pending entries without counting a delivery."""
+        await self.transport.call(
+            "XCLAIM", stream, self.channel, self.consumer, 0, *ids, "IDLE", idle_ms, "JUSTID"
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class ValkeyInbox(Inbox):
+    """Replies to this process: a list read by one task; it expires when nobody reads it."""
+
+    def __init__(self, transport: ValkeyTransport, address: str) -> None:
+        self.transport = transport
+        self.address = address
+        self._closed = False
+
+    async def _bodies(self) -> AsyncIterator[bytes]:
+        failures = 0
+        redis = self.transport.redis
+        while not self._closed:
+            try:
+                popped = await redis.blpop([self.address], timeout=1)
+                more = await redis.lpop(self.address, 255) if popped else None
+            except (RedisError, OSError) as e:
+                failures += 1
+                self.transport.mark(False)
+                log.warning("reading replies failed (%s); retrying", e)
+                await asyncio.sleep(backoff_s(failures))
+                continue
+            failures = 0
+            if popped:
+                yield popped[1]
+                for body in more or []:
+                    yield body
+
+    async def close(self) -> None:
+        self._closed = True

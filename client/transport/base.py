@@ -1,0 +1,168 @@
+"""The transport seam: a narrow, byte-level interface every bus backend implements.
+
+The runtime, the client and the gateway see only these types. Semantics every backend
+keeps (checked by tests/transport/test_contract.py):
+
+* ``publish(topic, body)`` appends to a topic; every *channel* on the topic gets every
+  message (fan-out) and the consumers of one channel share them (load balancing).
+* A :class:`Delivery` stays owned by its consumer until ``ack``, ``retry`` or
+  ``dead_letter``. A consumer that dies without settling it loses it to another consumer
+  of the channel after the visibility timeout, with ``attempt`` increased.
+* ``retry(delay_s)`` delivers the same body again, to the same channel only, after the
+  delay, with ``attempt`` increased.
+* ``dead_letter(reason)`` moves the body to the channel's dead letters with the reason.
+* Reply inboxes are per-process addresses that expire when their owner is gone.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    """Queue figures for one channel of a topic."""
+
+    topic: str
+    channel: str
+    depth: int  # published but not yet delivered to this channel (lag / NSQ depth)
+    in_flight: int  # delivered, not yet settled
+    delayed: int  # waiting for their retry or publish delay
+    dead: int  # in the dead letters
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-lettered message."""
+
+    id: str  # transport id of the dead entry (for replay / purge)
+    body: bytes
+    reason: str
+    attempt: int
+    time_ms: int
+
+
+class Delivery(abc.ABC):
+    """One received message, owned by this consumer until it is settled."""
+
+    __slots__ = ("attempt", "body")
+
+    def __init__(self, body: bytes, attempt: int) -> None:
+        self.body = body
+        self.attempt = attempt
+
+    @abc.abstractmethod
+    async def ack(self) -> None:
+        """The work is done: never deliver this message to this channel again."""
+
+    @abc.abstractmethod
+    async def retry(self, delay_s: float) -> None:
+        """Deliver the message to this channel again after ``delay_s`` seconds."""
+
+    @abc.abstractmethod
+    async def dead_letter(self, reason: str) -> None:
+        """Give up: keep the message with ``reason`` in the channel's dead letters."""
+
+    @abc.abstractmethod
+    async def touch(self) -> None:
+        """Still working: push back the visibility timeout."""
+
+
+class Subscription(abc.ABC):
+    """Deliveries of one channel; iterate with ``async for``. At most ``max_in_flight``
+    deliveries are unsettled at once: the iterator waits until one is settled."""
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._deliveries()
+
+    @abc.abstractmethod
+    def _deliveries(self) -> AsyncIterator[Delivery]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop receiving. Unsettled deliveries may still be settled until the transport
+        closes; whatever stays unsettled is redelivered by the bus."""
+
+
+class Inbox(abc.ABC):
+    """A reply address owned by one process, read by one task."""
+
+    address: str
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._bodies()
+
+    @abc.abstractmethod
+    def _bodies(self) -> AsyncIterator[bytes]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Transport(abc.ABC):
+    """A connection to one bus. Create with :func:`kubefuncs.transport.from_url`."""
+
+    url: str
+    touch_interval_s: float | None = None  # how often long work should touch its delivery
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the connection. Idempotent. Raises TransportError when the bus is unreachable."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every resource. Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """True while the last operation on the bus succeeded (used by /readyz)."""
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, body: bytes, *, delay_s: float = 0.0) -> None:
+        """Append ``body`` to ``topic``, visible to consumers after ``delay_s`` seconds."""
+
+    @abc.abstractmethod
+    async def subscribe(self, topic: str, channel: str, *, max_in_flight: int) -> Subscription:
+        """Consume ``topic`` as a member of ``channel`` (created when missing)."""
+
+    @abc.abstractmethod
+    async def ensure_channel(self, topic: str, channel: str) -> None:
+        """Create the topic and channel so messages published from now on are kept for it."""
+
+    @abc.abstractmethod
+    async def open_inbox(self, ttl_s: float) -> Inbox:
+        """A fresh reply address for this process; replies to it expire ``ttl_s`` after
+        their owner stops reading."""
+
+    @abc.abstractmethod
+    async def send_reply(self, address: str, body: bytes) -> None:
+        """Deliver a reply body to an inbox address (as found in ``reply_to``)."""
+
+    @abc.abstractmethod
+    async def stats(self, topic: str, channel: str) -> ChannelStats: ...
+
+    @abc.abstractmethod
+    async def dead_letters(self, topic: str, channel: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters of a channel."""
+
+    @abc.abstractmethod
+    async def replay_dead(self, topic: str, channel: str, ids: list[str] | None = None) -> int:
+        """Put dead letters (all, or those ids) back on the channel with attempt reset; count."""
+
+    @abc.abstractmethod
+    async def purge_dead(self, topic: str, channel: str, ids: list[str] | None = None) -> int:
+        """Delete dead letters (all, or those ids); returns how many."""
+
+    async def maintain(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Housekeeping a long-running process calls every second or so: move due delayed
+        messages, trim what every channel has acknowledged, reclaim dead consumers' work."""
+
+    async def __aenter__(self) -> Transport:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

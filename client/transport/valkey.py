@@ -1,0 +1,331 @@
+"""Valkey / Redis streams backend (Valkey 8, Redis >= 7).
+
+Layout (prefix ``kf``, see docs/protocol.md): a topic is the stream ``kf:topic:<topic>``;
+a channel is a consumer group of that name. A channel's retries go to its own stream
+``kf:retry:<topic>:<channel>`` (same group name) so they are not fanned out again; dead
+letters to ``kf:dead:<topic>:<channel>``. Delayed entries wait in ``kf:delayed:<stream>``
+sorted sets (listed in ``kf:delayed``) until :meth:`maintain` moves them. Reply inboxes
+are lists ``kf:reply:<id>`` that expire when nobody reads them.
+
+Options (URL query): ``prefix``, ``visibility_timeout_s`` (30), ``block_ms`` (2000),
+``trim_interval_s`` (5).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..errors import TransportError
+from ..wire import new_id
+from . import _valkey_scripts as scripts
+from . import check_name, options
+from ._coalesce import Coalescer
+from ._valkey_sub import ValkeyInbox, ValkeySubscription
+from .base import ChannelStats, DeadLetter, Inbox, Subscription, Transport
+
+log = logging.getLogger(__name__)
+
+REPLY_TTL_MS = 60_000
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class Keys:
+    """Key names of one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.streams = f"{prefix}:streams"
+        self.delayed_index = f"{prefix}:delayed"
+        self.delayed_prefix = f"{prefix}:delayed:"
+
+    def topic(self, topic: str) -> str:
+        return f"{self.prefix}:topic:{topic}"
+
+    def retry(self, topic: str, channel: str) -> str:
+        return f"{self.prefix}:retry:{topic}:{channel}"
+
+    def dead(self, topic: str, channel: str) -> str:
+        return f"{self.prefix}:dead:{topic}:{channel}"
+
+    def delayed(self, stream: str) -> str:
+        return self.delayed_prefix + stream
+
+    def reply(self) -> str:
+        return f"{self.prefix}:reply:{new_id()}"
+
+
+def redis_url(url: str) -> str:
+    """The redis-py URL for a bus URL: valkey(s):// -> redis(s)://, kubefuncs options dropped."""
+    parts = urlsplit(url)
+    scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+
+
+def delayed_member(attempts: int, body: bytes) -> bytes:
+    return b"%d\n%s\n%s" % (attempts, new_id().encode(), body)
+
+
+class ValkeyTransport(Transport):
+    """Transport on Valkey/Redis streams; see the module docstring for the layout."""
+
+    def __init__(self, url: str, *, password: str | None = None) -> None:
+        self.url = url
+        opts = options(url)
+        self.keys = Keys(opts.get("prefix", "kf"))
+        self.visibility_timeout_s = float(opts.get("visibility_timeout_s", 30))
+        self.block_ms = int(opts.get("block_ms", 2000))
+        self.trim_interval_s = float(opts.get("trim_interval_s", 5))
+        self.touch_interval_s = self.visibility_timeout_s / 3
+        self.redis: Redis = Redis.from_url(
+            redis_url(url),
+            password=password,
+            retry=Retry(EqualJitterBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+        )
+        self.coalescer = Coalescer(self.redis)
+        self._ok = False
+        self._known_streams: set[str] = set()
+        self._subs: list[ValkeySubscription] = []
+        self._inboxes: list[ValkeyInbox] = []
+        self._last_trim = 0.0
+        self._closed = False
+
+    # -- connection ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._ok and not self._closed
+
+    def mark(self, ok: bool) -> None:
+        if ok != self._ok:
+            log.log(
+                logging.INFO if ok else logging.WARNING,
+                "bus %s %s",
+                self.safe_url,
+                "connected" if ok else "unreachable",
+            )
+        self._ok = ok
+
+    @property
+    def safe_url(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
+
+    async def connect(self) -> None:
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as e:
+            self.mark(False)
+            raise TransportError(f"cannot reach the bus at {self.safe_url}: {e}") from e
+        self.mark(True)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sub in self._subs:
+            await sub.close()
+        for inbox in self._inboxes:
+            await inbox.close()
+        await self.redis.aclose()
+
+    async def call(self, *args: Any) -> Any:
+        """Run one command through the coalescer; TransportError on connection trouble."""
+        try:
+            result = await self.coalescer.execute(*args)
+        except CONNECTION_ERRORS as e:
+            self.mark(False)
+            raise TransportError(f"bus {self.safe_url} unreachable: {e}") from e
+        self._ok = True
+        return result
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, topic: str, body: bytes, *, delay_s: float = 0.0) -> None:
+        stream = self.keys.topic(topic)
+        if stream not in self._known_streams:
+            check_name("topic", topic)
+            await self.call("SADD", self.keys.streams, stream)
+            self._known_streams.add(stream)
+        if delay_s > 0:
+            await self.delay(stream, body, 0, delay_s)
+        else:
+            await self.call("XADD", stream, "*", "m", body)
+
+    async def delay(
+        self, stream: str, body: bytes, attempts: int, delay_s: float, *ack: Any
+    ) -> None:
+        """Park ``body`` for ``stream`` until ``delay_s`` from now; optionally ack atomically."""
+        due_ms = int((time.time() + delay_s) * 1000)
+        zkey = self.keys.delayed(stream)
+        await self.transaction(
+            ("ZADD", zkey, due_ms, delayed_member(attempts, body)),
+            ("SADD", self.keys.delayed_index, zkey),
+            *([ack] if ack else []),
+        )
+
+    async def transaction(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Run commands in MULTI/EXEC; TransportError on connection trouble."""
+        pipe = self.redis.pipeline(transaction=True)
+        for command in commands:
+            pipe.execute_command(*command)
+        try:
+            result: list[Any] = await pipe.execute()
+        except CONNECTION_ERRORS as e:
+            self.mark(False)
+            raise TransportError(f"bus {self.safe_url} unreachable: {e}") from e
+        return result
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def ensure_channel(self, topic: str, channel: str) -> None:
+        check_name("topic", topic)
+        check_name("channel", channel)
+        for stream in (self.keys.topic(topic), self.keys.retry(topic, channel)):
+            await self.call("EVAL", scripts.ENSURE_GROUP, 1, stream, channel)
+            await self.call("SADD", self.keys.streams, stream)
+
+    async def subscribe(self, topic: str, channel: str, *, max_in_flight: int) -> Subscription:
+        await self.ensure_channel(topic, channel)
+        sub = ValkeySubscription(self, topic, channel, max_in_flight)
+        self._subs.append(sub)
+        return sub
+
+    # -- replies ---------------------------------------------------------------------------
+
+    async def open_inbox(self, ttl_s: float) -> Inbox:
+        inbox = ValkeyInbox(self, self.keys.reply())
+        self._inboxes.append(inbox)
+        return inbox
+
+    async def send_reply(self, address: str, body: bytes) -> None:
+        if not address.startswith(f"{self.keys.prefix}:reply:"):
+            raise TransportError(f"reply address {address!r} is not a reply inbox of this bus")
+        await self.transaction(("RPUSH", address, body), ("PEXPIRE", address, REPLY_TTL_MS))
+
+    # -- figures and dead letters ----------------------------------------------------------
+
+    async def stats(self, topic: str, channel: str) -> ChannelStats:
+        depth = in_flight = delayed = 0
+        for stream in (self.keys.topic(topic), self.keys.retry(topic, channel)):
+            lag, pending = await self._group_figures(stream, channel)
+            depth += lag
+            in_flight += pending
+            delayed += int(await self.call("ZCARD", self.keys.delayed(stream)))
+        dead = int(await self.call("XLEN", self.keys.dead(topic, channel)))
+        return ChannelStats(topic, channel, depth, in_flight, delayed, dead)
+
+    async def _group_figures(self, stream: str, group: str) -> tuple[int, int]:
+        try:
+            groups = await self.call("XINFO", "GROUPS", stream)
+        except RedisError:
+            return 0, 0  # no such stream yet
+        for raw in groups:
+            info = _info(raw)
+            if _s(info["name"]) == group:
+                lag = info.get("lag")
+                if lag is None:  # the server cannot tell (after deletions): count by hand
+                    lag = len(
+                        await self.call("XRANGE", stream, b"(" + _b(info["last-delivered-id"]), "+")
+                    )
+                return int(lag), int(info["pending"])
+        return 0, 0
+
+    async def dead_letters(self, topic: str, channel: str, *, limit: int = 100) -> list[DeadLetter]:
+        entries = await self.call(
+            "XRANGE", self.keys.dead(topic, channel), "-", "+", "COUNT", limit
+        )
+        return [_dead_letter(entry_id, fields) for entry_id, fields in _pairs(entries)]
+
+    async def replay_dead(self, topic: str, channel: str, ids: list[str] | None = None) -> int:
+        dead_key = self.keys.dead(topic, channel)
+        retry_key = self.keys.retry(topic, channel)
+        chosen = [
+            d
+            for d in await self.dead_letters(topic, channel, limit=1_000_000)
+            if ids is None or d.id in ids
+        ]
+        for d in chosen:
+            await self.transaction(("XADD", retry_key, "*", "m", d.body), ("XDEL", dead_key, d.id))
+        return len(chosen)
+
+    async def purge_dead(self, topic: str, channel: str, ids: list[str] | None = None) -> int:
+        dead_key = self.keys.dead(topic, channel)
+        if ids is None:
+            count = int(await self.call("XLEN", dead_key))
+            await self.call("DEL", dead_key)
+            return count
+        return int(await self.call("XDEL", dead_key, *ids)) if ids else 0
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Move due delayed entries; every ``trim_interval_s`` trim what all groups acked."""
+        zkeys = await self.call("SMEMBERS", self.keys.delayed_index)
+        if zkeys:
+            now_ms = int(time.time() * 1000)
+            await self.call(
+                "EVAL",
+                scripts.MOVE_DUE,
+                1 + len(zkeys),
+                self.keys.delayed_index,
+                *zkeys,
+                now_ms,
+                1000,
+                len(self.keys.delayed_prefix),
+            )
+        if time.monotonic() - self._last_trim >= self.trim_interval_s:
+            self._last_trim = time.monotonic()
+            await self.trim()
+
+    async def trim(self) -> int:
+        """Trim every known stream below the oldest entry some channel still needs."""
+        trimmed = 0
+        for stream in await self.call("SMEMBERS", self.keys.streams):
+            trimmed += int(await self.call("EVAL", scripts.TRIM_ACKED, 1, stream))
+        return trimmed
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _info(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return {_s(k): v for k, v in raw.items()}
+    return {_s(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
+
+
+def _pairs(entries: Any) -> list[tuple[str, dict[bytes, bytes]]]:
+    out = []
+    for entry_id, flat in entries:
+        fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
+        out.append((_s(entry_id), fields))
+    return out
+
+
+def _dead_letter(entry_id: str, fields: dict[bytes, bytes]) -> DeadLetter:
+    return DeadLetter(
+        id=entry_id,
+        body=fields.get(b"m", b""),
+        reason=fields.get(b"reason", b"").decode(errors="replace"),
+        attempt=int(fields.get(b"a", b"0")),
+        time_ms=int(entry_id.split("-")[0]),
+    )
