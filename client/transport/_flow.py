@@ -12,6 +12,7 @@ class Window:
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
         self.out = 0
+        self.closed = False
         self._free = asyncio.Event()
         self._free.set()
 
@@ -20,11 +21,16 @@ class Window:
         return max(0, self.limit - self.out)
 
     async def wait_free(self) -> int:
-        """Wait until at least one slot is free; return how many are."""
-        while self.out >= self.limit:
+        """Wait until at least one slot is free; return how many are (0 once closed)."""
+        while self.out >= self.limit and not self.closed:
             self._free.clear()
             await self._free.wait()
-        return self.limit - self.out
+        return 0 if self.closed else self.limit - self.out
+
+    def close(self) -> None:
+        """Wake the reader for good: the subscription is closing."""
+        self.closed = True
+        self._free.set()
 
     def take(self, n: int = 1) -> None:
         self.out += n

@@ -122,6 +122,8 @@ class ValkeySubscription(Subscription):
         failures = 0
         while not self._closed:
             free = await self.window.wait_free()
+            if not free:
+                return
             try:
                 batch = await self._fetch(free)
             except (RedisError, OSError, TransportError) as e:
@@ -140,13 +142,14 @@ class ValkeySubscription(Subscription):
         claimed = await self._reclaim(count)
         if claimed:
             return claimed
+        block_ms = self.transport.block_ms
         try:
             response = await self.transport.redis.xreadgroup(
                 self.channel,
                 self.consumer,
                 {s: ">" for s in self.streams},
                 count=count,
-                block=self.transport.block_ms,
+                block=block_ms if block_ms > 0 else None,
             )
         except ResponseError as e:
             if "NOGROUP" not in str(e):
@@ -154,6 +157,8 @@ class ValkeySubscription(Subscription):
             # the server lost the group (restart without persistence, or deleted): recreate
             await self.transport.ensure_channel(self.topic, self.channel)
             return []
+        if not response and block_ms <= 0:  # polling mode (block_ms=0): pause between polls
+            await asyncio.sleep(0.01)
         out = []
         for stream, entries in response or []:
             name = stream.decode()
@@ -202,12 +207,16 @@ class ValkeySubscription(Subscription):
 
     async def claim(self, stream: str, ids: list[bytes], *, idle_ms: int = 0) -> None:
         """Reset (or set) the idle time of our own pending entries without counting a delivery."""
-        await self.transport.call(
-            "XCLAIM", stream, self.channel, self.consumer, 0, *ids, "IDLE", idle_ms, "JUSTID"
-        )
+        try:
+            await self.transport.redis.xclaim(
+                stream, self.channel, self.consumer, 0, ids, idle=idle_ms, justid=True
+            )
+        except (RedisError, OSError) as e:
+            raise TransportError(f"touch failed: {e}") from e
 
     async def close(self) -> None:
         self._closed = True
+        self.window.close()
 
 
 class ValkeyInbox(Inbox):
@@ -223,7 +232,7 @@ class ValkeyInbox(Inbox):
         redis = self.transport.redis
         while not self._closed:
             try:
-                popped = await redis.blpop([self.address], timeout=1)
+                popped = await self._pop()
                 more = await redis.lpop(self.address, 255) if popped else None
             except (RedisError, OSError) as e:
                 failures += 1
@@ -239,3 +248,13 @@ class ValkeyInbox(Inbox):
 
     async def close(self) -> None:
         self._closed = True
+
+    async def _pop(self) -> Any:
+        redis = self.transport.redis
+        if self.transport.block_ms > 0:
+            return await redis.blpop([self.address], timeout=1)
+        body = await redis.lpop(self.address)  # polling mode
+        if body is None:
+            await asyncio.sleep(0.01)
+            return None
+        return (self.address, body)

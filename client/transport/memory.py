@@ -69,6 +69,7 @@ class MemoryBus:
         self.topics: dict[str, dict[str, _Channel]] = {}
         self.backlog: dict[str, list[bytes]] = {}  # topics with no channel yet
         self.inboxes: dict[str, asyncio.Queue[bytes]] = {}
+        self.delayed: dict[str, int] = {}  # delayed publishes per topic
         self.timers: set[asyncio.TimerHandle] = set()
 
     @classmethod
@@ -174,7 +175,8 @@ class _MemorySubscription(Subscription):
 
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         while not self._closed.is_set():
-            await self.window.wait_free()
+            if not await self.window.wait_free():
+                return
             item = await self._next()
             if item is None:
                 return
@@ -201,6 +203,7 @@ class _MemorySubscription(Subscription):
 
     async def close(self) -> None:
         self._closed.set()
+        self.window.close()
 
 
 class _MemoryInbox(Inbox):
@@ -260,7 +263,13 @@ class MemoryTransport(Transport):
         self._check()
         check_name("topic", topic)
         if delay_s > 0:
-            self.bus.later(delay_s, self.bus.publish, topic, body)
+            self.bus.delayed[topic] = self.bus.delayed.get(topic, 0) + 1
+
+            def due() -> None:
+                self.bus.delayed[topic] -= 1
+                self.bus.publish(topic, body)
+
+            self.bus.later(delay_s, due)
         else:
             self.bus.publish(topic, body)
 
@@ -297,7 +306,12 @@ class MemoryTransport(Transport):
     async def stats(self, topic: str, channel: str) -> ChannelStats:
         ch = self._existing(topic, channel)
         return ChannelStats(
-            topic, channel, len(ch.ready), len(ch.in_flight), ch.delayed, len(ch.dead)
+            topic,
+            channel,
+            len(ch.ready),
+            len(ch.in_flight),
+            ch.delayed + self.bus.delayed.get(topic, 0),
+            len(ch.dead),
         )
 
     async def dead_letters(self, topic: str, channel: str, *, limit: int = 100) -> list[DeadLetter]:

@@ -1,0 +1,216 @@
+'use strict';
+// Wire contract v1 (docs/protocol.md): decode + validate an envelope, encode one.
+// The same rules as client/wire.py; tests/vectors/envelopes.json proves they agree.
+
+const crypto = require('node:crypto');
+const { Decoder, encode: pack } = require('@msgpack/msgpack');
+
+const VERSION = 1;
+const MSGPACK = 'application/msgpack';
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+class DecodeError extends Error {
+  get name() { return 'DecodeError'; }
+}
+
+// The contract wants every msgpack str to be valid UTF-8 and every map key a str.
+// @msgpack/msgpack replaces bad UTF-8 silently, so check it first (decodeUtf8String is the
+// hook the 3.x Decoder calls for every str; pinned in package.json).
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+class StrictDecoder extends Decoder {
+  decodeUtf8String(byteLength, headerOffset) {
+    const start = this.pos + headerOffset;
+    if (start + byteLength <= this.bytes.byteLength) {
+      strictUtf8.decode(this.bytes.subarray(start, start + byteLength));
+    }
+    return super.decodeUtf8String(byteLength, headerOffset);
+  }
+}
+
+const decoder = new StrictDecoder({
+  mapKeyConverter: (key) => {
+    if (typeof key !== 'string') throw new Error(`map key ${String(key)} is not a string`);
+    return key;
+  },
+});
+
+const isMap = (x) => x !== null && typeof x === 'object' && x.constructor === Object;
+const isInt = (x) => Number.isInteger(x);
+const isBytes = (x) => x instanceof Uint8Array;
+
+function decode(body) {
+  if (!isBytes(body)) throw new DecodeError('message body must be bytes');
+  if (body.length > MAX_BODY_BYTES) {
+    throw new DecodeError(`message body is ${body.length} bytes, over the ${MAX_BODY_BYTES} limit`);
+  }
+  let raw;
+  try {
+    raw = decoder.decode(body);
+  } catch (e) {
+    throw new DecodeError(`body is not valid msgpack: ${e.message}`);
+  }
+  return fromWire(raw);
+}
+
+// The envelope in its wire form with defaults applied and unknown fields dropped.
+function fromWire(raw) {
+  if (!isMap(raw)) throw new DecodeError(`envelope must be a msgpack map, got ${typeName(raw)}`);
+  if (raw.v !== VERSION) {
+    throw new DecodeError(`unsupported envelope version ${raw.v}: this consumer speaks v1`);
+  }
+  const kind = str(raw, 'kind', true);
+  return {
+    v: VERSION,
+    id: str(raw, 'id', true),
+    topic: str(raw, 'topic') || '',
+    kind,
+    time: int(raw, 'time') || 0,
+    content_type: str(raw, 'content_type') || MSGPACK,
+    reply_to: str(raw, 'reply_to'),
+    correlation_id: str(raw, 'correlation_id'),
+    deadline: int(raw, 'deadline'),
+    headers: strMap(raw.headers, 'headers'),
+    payload: payload(kind, raw.payload),
+  };
+}
+
+function str(raw, key, required = false) {
+  const value = raw[key];
+  if (value === undefined || value === null) {
+    if (required) throw new DecodeError(`envelope field '${key}' is missing`);
+    return null;
+  }
+  if (typeof value !== 'string' || (required && !value)) {
+    throw new DecodeError(`envelope field '${key}' must be a non-empty string`);
+  }
+  return value;
+}
+
+function int(raw, key) {
+  const value = raw[key];
+  if (value === undefined || value === null) return null;
+  if (!isInt(value)) throw new DecodeError(`envelope field '${key}' must be an integer (unix ms)`);
+  return value;
+}
+
+function strMap(value, where) {
+  if (value === undefined || value === null) return {};
+  if (!isMap(value) || !Object.values(value).every((v) => typeof v === 'string')) {
+    throw new DecodeError(`${where} must be a map of string to string`);
+  }
+  return value;
+}
+
+function bytes(value, where) {
+  if (value === undefined || value === null) return new Uint8Array(0);
+  if (typeof value === 'string') return new Uint8Array(Buffer.from(value, 'utf8'));
+  if (!isBytes(value)) throw new DecodeError(`${where} must be bytes or a string`);
+  return value;
+}
+
+function requireMap(p, kind) {
+  if (!isMap(p)) throw new DecodeError(`payload of a '${kind}' message must be a map`);
+  return p;
+}
+
+function payload(kind, p) {
+  if (kind === 'http-request') return httpRequest(requireMap(p, kind));
+  if (kind === 'http-response') return httpResponse(requireMap(p, kind));
+  if (kind === 'error') return errorInfo(requireMap(p, kind));
+  return p === undefined ? null : p;
+}
+
+function httpRequest(p) {
+  if (typeof p.method !== 'string' || typeof p.path !== 'string') {
+    throw new DecodeError("http-request payload needs string 'method' and 'path'");
+  }
+  const query = p.query || '';
+  if (typeof query !== 'string') {
+    throw new DecodeError("http-request 'query' must be the raw query string");
+  }
+  return {
+    method: p.method,
+    path: p.path,
+    query,
+    headers: strMap(p.headers, 'http-request headers'),
+    body: bytes(p.body, 'http-request body'),
+  };
+}
+
+function httpResponse(p) {
+  const status = 'status' in p ? p.status : 200;
+  if (!isInt(status) || status < 100 || status > 599) {
+    throw new DecodeError(`http-response 'status' must be an integer 100-599, got ${status}`);
+  }
+  return {
+    status,
+    headers: strMap(p.headers, 'http-response headers'),
+    body: bytes(p.body, 'http-response body'),
+  };
+}
+
+function errorInfo(p) {
+  const message = 'message' in p ? p.message : '';
+  if (typeof p.type !== 'string' || typeof message !== 'string') {
+    throw new DecodeError("error payload needs string 'type' and 'message'");
+  }
+  if (p.status !== undefined && p.status !== null && !isInt(p.status)) {
+    throw new DecodeError("error 'status' must be an integer");
+  }
+  const out = { type: p.type, message, retryable: Boolean(p.retryable) };
+  if (p.status !== undefined && p.status !== null) out.status = p.status;
+  return out;
+}
+
+function typeName(x) {
+  if (x === null) return 'nil';
+  if (Array.isArray(x)) return 'array';
+  return isBytes(x) ? 'bin' : typeof x;
+}
+
+// -- encoding ----------------------------------------------------------------------------
+
+// A Buffer: @msgpack/msgpack returns a view into a larger ArrayBuffer, which Redis clients
+// would send whole.
+function encode(env) {
+  const bytes = pack({
+    v: VERSION,
+    id: env.id,
+    topic: env.topic,
+    kind: env.kind,
+    time: env.time,
+    content_type: env.content_type || MSGPACK,
+    reply_to: env.reply_to ?? null,
+    correlation_id: env.correlation_id ?? null,
+    deadline: env.deadline ?? null,
+    headers: env.headers || {},
+    payload: env.payload ?? null,
+  });
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+const newId = () => crypto.randomBytes(16).toString('hex');
+
+// The reply to `request`: addressed to its reply_to, correlated by its id, carrying only
+// the W3C trace context headers.
+function replyFor(request, payload, kind = 'reply') {
+  const headers = {};
+  for (const key of ['traceparent', 'tracestate']) {
+    if (request.headers[key] !== undefined) headers[key] = request.headers[key];
+  }
+  return {
+    id: newId(),
+    topic: request.reply_to,
+    kind,
+    time: Date.now(),
+    content_type: MSGPACK,
+    correlation_id: request.id,
+    headers,
+    payload,
+  };
+}
+
+const expired = (env, nowMs = Date.now()) => env.deadline !== null && nowMs > env.deadline;
+
+module.exports = { DecodeError, decode, encode, fromWire, replyFor, expired, isMap, MSGPACK };

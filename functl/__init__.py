@@ -1,0 +1,1 @@
+"""functl: render and apply kubefuncs functions to Kubernetes."""

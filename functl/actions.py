@@ -1,0 +1,197 @@
+"""What each CLI command does, as one library call each (the commands only parse and print).
+
+Each action takes :class:`Flags` (the resolved command-line flags) and, where it talks to
+a cluster, an optional :class:`~kubefuncs.functl.deploy.ClusterLike` so tests can pass a
+stand-in; by default it connects with the kubeconfig.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import busops, deploy, render, spec
+from .errors import ClusterUnreachable, UsageError
+from .kube import Cluster
+from .model import Spec
+from .naming import Obj, Target
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """Command-line flags shared by the commands (see docs/functl.md)."""
+
+    functions: str = "functions.yaml"
+    namespace: str = "default"
+    release: str = "kubefuncs"
+    image: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    bus: str | None = None  # bus URL reachable from here; default: bus.url of the file
+    bus_password: str | None = None
+    skip_bus: bool = False
+    dry_run: bool = False
+    prune: bool = True
+    force_conflicts: bool = False
+
+
+def load(flags: Flags) -> Spec:
+    return spec.load(flags.functions)
+
+
+def target(flags: Flags) -> Target:
+    return Target(flags.namespace, flags.release, flags.image)
+
+
+def manifests(flags: Flags) -> list[Obj]:
+    """Every object of the release (``functl render``)."""
+    return render.render(load(flags), target(flags))
+
+
+def connect(flags: Flags) -> deploy.ClusterLike:
+    return Cluster.connect(flags.namespace, kubeconfig=flags.kubeconfig, context=flags.context)
+
+
+def bus_url(flags: Flags, s: Spec | None) -> str:
+    if flags.bus:
+        return flags.bus
+    if s is not None and s.bus is not None:
+        return s.bus.url
+    raise UsageError("no bus URL: pass --bus URL (or set KF_BUS_URL), or bus.url in functions.yaml")
+
+
+def channels(s: Spec) -> list[tuple[str, str]]:
+    return sorted({(fn.topic, fn.channel) for fn in s.functions})
+
+
+def apply_release(
+    flags: Flags, echo: Echo, cluster: deploy.ClusterLike | None = None
+) -> list[deploy.Change]:
+    """Render, prepare the bus, server-side apply, prune (``functl apply``)."""
+    s = load(flags)
+    objects = render.render(s, target(flags))
+    cluster = cluster or connect(flags)
+    if not flags.dry_run and not flags.skip_bus:
+        asyncio.run(busops.prepare(bus_url(flags, s), flags.bus_password, channels(s), echo))
+    changes = deploy.apply_all(
+        cluster,
+        objects,
+        release=flags.release,
+        prune=flags.prune,
+        dry_run=flags.dry_run,
+        force=flags.force_conflicts,
+        progress=lambda c: echo(str(c)),
+    )
+    echo(f"release {flags.release} in namespace {flags.namespace}: {deploy.summary(changes)}")
+    return changes
+
+
+def diff_release(flags: Flags, cluster: deploy.ClusterLike | None = None) -> str:
+    objects = manifests(flags)
+    return deploy.diff_all(
+        cluster or connect(flags), objects, release=flags.release, prune=flags.prune
+    )
+
+
+def delete_release(
+    flags: Flags, echo: Echo, cluster: deploy.ClusterLike | None = None
+) -> list[deploy.Change]:
+    changes = deploy.delete_all(
+        cluster or connect(flags),
+        release=flags.release,
+        dry_run=flags.dry_run,
+        progress=lambda c: echo(str(c)),
+    )
+    echo(f"release {flags.release} in namespace {flags.namespace}: {deploy.summary(changes)}")
+    return changes
+
+
+def file_functions(flags: Flags) -> list[dict[str, Any]]:
+    """The functions of the file as plain rows (``functl list``)."""
+    return [
+        {
+            "name": fn.name,
+            "topic": fn.topic,
+            "channel": fn.channel,
+            "scaling": f"keda {fn.scaling.min}-{fn.scaling.max}"
+            if fn.scaling.keda
+            else f"hpa {fn.scaling.min}-{fn.scaling.max}",
+            "schedules": [s.cron for s in fn.schedules],
+            "routes": [r.prefix for r in fn.routes],
+        }
+        for fn in load(flags).functions
+    ]
+
+
+def cluster_functions(
+    flags: Flags, cluster: deploy.ClusterLike | None = None, *, all_releases: bool = False
+) -> list[dict[str, Any]]:
+    return deploy.deployed_functions(
+        cluster or connect(flags), None if all_releases else flags.release
+    )
+
+
+def validate(flags: Flags) -> str:
+    """Check the file and that it renders; a one-line summary. The image is a deploy-time
+    flag, so a missing one is only mentioned."""
+    s = load(flags)
+    placeholder = flags.image is None and s.image is None
+    t = Target(flags.namespace, flags.release, "IMAGE" if placeholder else flags.image)
+    objects = render.render(s, t)
+    schedules = sum(len(fn.schedules) for fn in s.functions)
+    note = " (no image: pass --image when applying)" if placeholder else ""
+    return (
+        f"{flags.functions}: valid: {len(s.functions)} function(s), {schedules} schedule(s), "
+        f"{len(s.routes())} route(s), {len(objects)} object(s){note}"
+    )
+
+
+def status(
+    flags: Flags, echo: Echo, cluster: deploy.ClusterLike | None = None
+) -> list[dict[str, Any]]:
+    """Replicas (from the cluster, when reachable) and queue figures per function."""
+    s = load(flags)
+    replicas: dict[str, dict[str, Any]] = {}
+    try:
+        replicas = {r["name"]: r for r in cluster_functions(flags, cluster)}
+    except ClusterUnreachable as e:
+        echo(f"warning: replicas unknown: {str(e).splitlines()[0]}")
+    pairs = [(fn.topic, fn.channel) for fn in s.functions]
+    figures = asyncio.run(busops.stats(bus_url(flags, s), flags.bus_password, pairs))
+    return [
+        {
+            "name": fn.name,
+            "topic": fn.topic,
+            "channel": fn.channel,
+            "ready": replicas.get(fn.name, {}).get("ready"),
+            "replicas": replicas.get(fn.name, {}).get("replicas"),
+            "depth": st.depth,
+            "in_flight": st.in_flight,
+            "delayed": st.delayed,
+            "dead": st.dead,
+        }
+        for fn, st in zip(s.functions, figures, strict=True)
+    ]
+
+
+def consumer(
+    flags: Flags, function: str | None, topic: str | None, channel: str | None
+) -> tuple[str, str, Spec | None]:
+    """(topic, channel) of a function of the file, or as given with --topic/--channel."""
+    if topic:
+        return topic, channel or topic, None
+    if not function:
+        raise UsageError("name a FUNCTION of the file, or pass --topic (and --channel)")
+    s = load(flags)
+    try:
+        fn = s.function(function)
+    except KeyError:
+        known = ", ".join(f.name for f in s.functions)
+        raise UsageError(
+            f"no function {function!r} in {flags.functions} (there are: {known})"
+        ) from None
+    return fn.topic, fn.channel, s

@@ -1,0 +1,57 @@
+"""What the renderer needs to know about a bus URL (pure).
+
+``valkey://host:6379/0`` (also ``redis://``; ``valkeys://``/``rediss://`` for TLS),
+``nsq://lookupd-a:4161,lookupd-b:4161`` (nsqlookupd HTTP addresses) or
+``nsq://?nsqd=host:4150`` (direct nsqd, no lookupd), ``memory://`` (in-process).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+VALKEY_SCHEMES = {"valkey": False, "redis": False, "valkeys": True, "rediss": True}
+
+
+@dataclass(frozen=True, slots=True)
+class BusTarget:
+    kind: str  # "valkey", "nsq" or "memory"
+    address: str = ""  # valkey host:port
+    db: int = 0
+    tls: bool = False
+    lookupd: tuple[str, ...] = ()  # nsqlookupd HTTP host:port
+    password_in_url: bool = False
+
+
+def parse(url: str) -> BusTarget:
+    """Parse a bus URL; ValueError with a readable message when it is unusable."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in VALKEY_SCHEMES:
+        return _valkey(url, scheme)
+    if scheme == "nsq":
+        hosts = tuple(h for h in parts.netloc.split(",") if h)
+        return BusTarget("nsq", lookupd=hosts)
+    if scheme == "memory":
+        return BusTarget("memory")
+    raise ValueError(f"unknown bus URL scheme {scheme!r} in {url!r}")
+
+
+def _valkey(url: str, scheme: str) -> BusTarget:
+    parts = urlsplit(url)
+    try:
+        host, port = parts.hostname, parts.port or 6379
+    except ValueError as e:
+        raise ValueError(f"bad port in bus URL {url!r}") from e
+    if not host:
+        raise ValueError(f"bus URL {url!r} has no host")
+    db_text = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
+    if not db_text.isdigit():
+        raise ValueError(f"bus URL {url!r}: database must be a number, got {db_text!r}")
+    return BusTarget(
+        "valkey",
+        address=f"{host}:{port}",
+        db=int(db_text),
+        tls=VALKEY_SCHEMES[scheme],
+        password_in_url=parts.password is not None,
+    )

@@ -1,0 +1,117 @@
+"""Commands that render and manage the release's Kubernetes objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from . import actions
+from .options import (
+    apply_options,
+    bus_options,
+    cluster_options,
+    flags,
+    output_option,
+    release_options,
+)
+from .output import manifests_json, manifests_yaml
+from .output import render as show
+
+
+@click.command()
+@release_options
+@output_option("yaml", ("yaml", "json"))
+@click.pass_context
+def render(ctx: click.Context, /, output: str, **given: Any) -> None:
+    """Print the Kubernetes manifests of the release (multi-document YAML, or a JSON List)."""
+    objects = actions.manifests(flags(ctx, **given))
+    click.echo(manifests_yaml(objects) if output == "yaml" else manifests_json(objects), nl=False)
+
+
+@click.command()
+@release_options
+@cluster_options
+@bus_options
+@apply_options
+@click.pass_context
+def apply(ctx: click.Context, /, **given: Any) -> None:
+    """Prepare the bus, server-side apply the release and prune what left the file."""
+    actions.apply_release(flags(ctx, **given), click.echo)
+
+
+@click.command()
+@release_options
+@cluster_options
+@click.option("--prune/--no-prune", default=None, help="also show objects prune would delete")
+@click.pass_context
+def diff(ctx: click.Context, /, **given: Any) -> None:
+    """Show what apply would change, as a unified diff. Exit code 1 when there are changes."""
+    text = actions.diff_release(flags(ctx, **given))
+    click.echo(text, nl=False)
+    ctx.exit(1 if text else 0)
+
+
+@click.command()
+@release_options
+@cluster_options
+@click.option("--dry-run", is_flag=True, default=None, help="show what would be deleted")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.pass_context
+def delete(ctx: click.Context, /, yes: bool, **given: Any) -> None:
+    """Delete every object of the release. Messages on the bus are kept."""
+    f = flags(ctx, **given)
+    if not (yes or f.dry_run):
+        click.confirm(f"delete release {f.release} in namespace {f.namespace}?", abort=True)
+    actions.delete_release(f, click.echo)
+
+
+@click.command("list")
+@release_options
+@cluster_options
+@click.option(
+    "--cluster",
+    "in_cluster",
+    is_flag=True,
+    help="list what runs in the namespace instead of the file",
+)
+@click.option(
+    "--all-releases", is_flag=True, help="with --cluster: every functl release in the namespace"
+)
+@output_option()
+@click.pass_context
+def list_functions(
+    ctx: click.Context, /, in_cluster: bool, all_releases: bool, output: str, **given: Any
+) -> None:
+    """List the functions of the file, or (--cluster) those deployed."""
+    f = flags(ctx, **given)
+    if in_cluster:
+        rows = actions.cluster_functions(f, all_releases=all_releases)
+        headers = ("NAME", "RELEASE", "TOPIC", "CHANNEL", "READY", "DEPLOYMENT")
+        cells = [
+            (
+                r["name"],
+                r["release"],
+                r["topic"],
+                r["channel"],
+                f"{r['ready']}/{r['replicas']}",
+                r["deployment"],
+            )
+            for r in rows
+        ]
+    else:
+        rows = actions.file_functions(f)
+        headers = ("NAME", "TOPIC", "CHANNEL", "SCALING", "SCHEDULES", "ROUTES")
+        cells = [
+            (r["name"], r["topic"], r["channel"], r["scaling"], r["schedules"], r["routes"])
+            for r in rows
+        ]
+    click.echo(show(rows, output, headers, cells), nl=False)
+
+
+@click.command()
+@release_options
+@click.pass_context
+def validate(ctx: click.Context, /, **given: Any) -> None:
+    """Check functions.yaml (schema, references, rendering). Exit code 2 when invalid."""
+    click.echo(actions.validate(flags(ctx, **given)))

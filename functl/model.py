@@ -1,0 +1,123 @@
+"""The resolved functions.yaml: frozen dataclasses with every default filled in.
+
+Build them with :func:`kubefuncs.functl.spec.load`; rendering and the bus commands read
+only these types, never the raw YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HEALTH_PORT = 8081
+DEFAULT_PREFIX = "kf"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    max_attempts: int
+    backoff_s: float
+    backoff_max_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Scaling:
+    keda: bool
+    min: int
+    max: int
+    target: int  # waiting messages per replica
+    activation: int
+    cooldown_s: int
+    polling_s: int
+    cpu_percent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    name: str
+    cron: str
+    timezone: str | None
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    prefix: str
+    methods: tuple[str, ...] | None  # None: any method
+    timeout_s: float
+    async_: bool
+    auth: Any
+    cors: Any
+    rate_limit: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    name: str
+    topic: str
+    channel: str
+    handler: str | None
+    command: tuple[str, ...] | None
+    args: tuple[str, ...]
+    image: str | None  # None: the release image
+    concurrency: int
+    timeout_s: float
+    grace_s: float
+    retry: Retry
+    scaling: Scaling
+    resources: Mapping[str, Any]
+    env: tuple[Mapping[str, Any], ...]  # Kubernetes EnvVar objects
+    env_from: tuple[Mapping[str, Any], ...]  # Kubernetes EnvFromSource objects
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Mapping[str, Any], ...]
+    affinity: Mapping[str, Any] | None
+    service_account: str | None
+    run_as_user: int
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    log_level: str
+    log_format: str
+    schedules: tuple[Schedule, ...]
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bus:
+    url: str
+    password_secret: tuple[str, str] | None  # (Secret name, key)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A whole functions.yaml. ``routes()`` is the gateway's view of it."""
+
+    file: str
+    image: str | None
+    bus: Bus | None
+    functions: tuple[Function, ...]
+
+    def function(self, name: str) -> Function:
+        """The function called ``name``; KeyError when there is none."""
+        for fn in self.functions:
+            if fn.name == name:
+                return fn
+        raise KeyError(name)
+
+    def routes(self) -> list[dict[str, Any]]:
+        """Every HTTP route, in file order, as plain dicts with exactly the keys
+        ``prefix, topic, methods, timeout_s, async, auth, cors, rate_limit``."""
+        return [
+            {
+                "prefix": r.prefix,
+                "topic": fn.topic,
+                "methods": list(r.methods) if r.methods is not None else None,
+                "timeout_s": r.timeout_s,
+                "async": r.async_,
+                "auth": r.auth,
+                "cors": r.cors,
+                "rate_limit": r.rate_limit,
+            }
+            for fn in self.functions
+            for r in fn.routes
+        ]

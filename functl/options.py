@@ -1,0 +1,136 @@
+"""Click options shared by the top-level command and the subcommands.
+
+Options given to a subcommand win over the same options given before it
+(``functl -n prod apply -n staging`` applies to staging); both fall back to the
+``FUNCTL_*`` environment variables and then to the defaults of :class:`Flags`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .actions import Flags
+from .output import FORMATS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+release_options = _stack(
+    click.option(
+        "-f",
+        "--functions",
+        envvar="FUNCTL_FUNCTIONS",
+        default=None,
+        metavar="PATH",
+        help="functions.yaml to use [default: functions.yaml]",
+    ),
+    click.option(
+        "-n",
+        "--namespace",
+        envvar="FUNCTL_NAMESPACE",
+        default=None,
+        help="Kubernetes namespace [default: default]",
+    ),
+    click.option(
+        "-r",
+        "--release",
+        envvar="FUNCTL_RELEASE",
+        default=None,
+        help="release name: prefixes object names, selects what prune and delete touch "
+        "[default: kubefuncs]",
+    ),
+    click.option(
+        "--image",
+        envvar="FUNCTL_IMAGE",
+        default=None,
+        help="kubefuncs image for functions without their own image: and for schedules "
+        "(overrides image: of the file)",
+    ),
+)
+
+cluster_options = _stack(
+    click.option(
+        "--kubeconfig",
+        envvar="FUNCTL_KUBECONFIG",
+        default=None,
+        metavar="PATH",
+        help="kubeconfig file [default: in-cluster config, $KUBECONFIG, ~/.kube/config]",
+    ),
+    click.option("--context", default=None, help="kubeconfig context [default: current context]"),
+)
+
+bus_options = _stack(
+    click.option(
+        "--bus",
+        envvar="KF_BUS_URL",
+        default=None,
+        metavar="URL",
+        help="bus URL reachable from here [default: bus.url of the file]",
+    ),
+    click.option(
+        "--bus-password",
+        envvar="KF_BUS_PASSWORD",
+        default=None,
+        metavar="SECRET",
+        help="bus password [env: KF_BUS_PASSWORD]",
+    ),
+)
+
+apply_options = _stack(
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        default=None,
+        help="server-side dry run: show what would change, change nothing",
+    ),
+    click.option(
+        "--prune/--no-prune",
+        default=None,
+        help="delete objects of this release that left the file [default: prune]",
+    ),
+    click.option(
+        "--force-conflicts",
+        is_flag=True,
+        default=None,
+        help="take over fields another field manager owns",
+    ),
+    click.option(
+        "--skip-bus",
+        is_flag=True,
+        default=None,
+        help="do not create topics and channels on the bus before applying",
+    ),
+)
+
+
+def output_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -> Callable[[F], F]:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="table for people, yaml or json for machines",
+    )
+
+
+def flags(ctx: click.Context, **given: Any) -> Flags:
+    """The effective flags: ``given`` (non-None) over the parent command's, over defaults."""
+    base = ctx.find_object(Flags) or Flags()
+    known = {f.name for f in dataclasses.fields(Flags)}
+    return dataclasses.replace(
+        base, **{k: v for k, v in given.items() if v is not None and k in known}
+    )

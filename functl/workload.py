@@ -1,0 +1,152 @@
+"""The Deployment of one function, and the pod pieces CronJobs reuse (pure)."""
+
+from __future__ import annotations
+
+import math
+
+from .model import HEALTH_PORT, Function, Spec
+from .naming import COMPONENT, INSTANCE, NAME, Obj, Target, labels, metadata, object_name
+
+TERMINATION_MARGIN_S = 5
+
+
+def deployment(spec: Spec, fn: Function, target: Target, image: str | None) -> Obj:
+    name = object_name(target, fn.name)
+    selector = {
+        k: v
+        for k, v in labels(target, fn.name, "function").items()
+        if k in (NAME, INSTANCE, COMPONENT)
+    }
+    # no spec.replicas: KEDA or the HPA own the replica count, and applying one would fight them
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(target, name, fn, "function"),
+        "spec": {
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": {**fn.labels, **labels(target, fn.name, "function")},
+                    "annotations": {
+                        **fn.annotations,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HEALTH_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec(fn, [container(spec, fn, fn.image or image or "")]),
+            },
+        },
+    }
+
+
+def pod_spec(fn: Function, containers: list[Obj], *, restart: str | None = None) -> Obj:
+    pod: Obj = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": fn.run_as_user,
+            "runAsGroup": fn.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": termination_grace_s(fn),
+        "containers": containers,
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    if restart:
+        pod["restartPolicy"] = restart
+    if fn.service_account:
+        pod["serviceAccountName"] = fn.service_account
+    if fn.node_selector:
+        pod["nodeSelector"] = dict(fn.node_selector)
+    if fn.tolerations:
+        pod["tolerations"] = [dict(t) for t in fn.tolerations]
+    if fn.affinity:
+        pod["affinity"] = dict(fn.affinity)
+    return pod
+
+
+def termination_grace_s(fn: Function) -> int:
+    """Kubernetes' SIGKILL deadline: the runtime's drain time (KF_GRACE_S, by default
+    timeout_s + 5 s) plus a margin for shutting down."""
+    return math.ceil(max(fn.grace_s, fn.timeout_s) + TERMINATION_MARGIN_S)
+
+
+def container_security() -> Obj:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container(spec: Spec, fn: Function, image: str) -> Obj:
+    c: Obj = {"name": "function", "image": image}
+    if fn.command is not None:
+        c["command"] = list(fn.command)
+    elif fn.handler is not None:
+        c["command"] = ["python", "-m", "kubefuncs", fn.handler]
+    if fn.args:
+        c["args"] = list(fn.args)
+    c["env"] = runtime_env(spec, fn) + [dict(v) for v in fn.env]
+    if fn.env_from:
+        c["envFrom"] = [dict(v) for v in fn.env_from]
+    c["ports"] = [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}]
+    c["livenessProbe"] = _probe("/healthz", period_s=10, failures=3)
+    c["readinessProbe"] = _probe("/readyz", period_s=5, failures=2)
+    c["resources"] = {k: dict(v) for k, v in fn.resources.items()}
+    c["securityContext"] = container_security()
+    c["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    return c
+
+
+def _probe(path: str, *, period_s: int, failures: int) -> Obj:
+    return {
+        "httpGet": {"path": path, "port": "health"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def runtime_env(spec: Spec, fn: Function) -> list[Obj]:
+    """The KF_* variables the kubefuncs runtime reads (see client/README)."""
+    env: list[Obj] = [{"name": "KF_BUS_URL", "value": spec.bus.url if spec.bus else ""}]
+    env.extend(bus_password_env(spec))
+    values = {
+        "KF_FUNCTION_NAME": fn.name,
+        "KF_TOPIC": fn.topic,
+        "KF_CHANNEL": fn.channel,
+        "KF_CONCURRENCY": str(fn.concurrency),
+        "KF_TIMEOUT_S": number(fn.timeout_s),
+        "KF_MAX_ATTEMPTS": str(fn.retry.max_attempts),
+        "KF_BACKOFF_S": number(fn.retry.backoff_s),
+        "KF_BACKOFF_MAX_S": number(fn.retry.backoff_max_s),
+        "KF_GRACE_S": number(fn.grace_s),
+        "KF_HEALTH_ADDR": f"0.0.0.0:{HEALTH_PORT}",
+        "KF_LOG_LEVEL": fn.log_level,
+        "KF_LOG_FORMAT": fn.log_format,
+    }
+    return env + [{"name": k, "value": v} for k, v in values.items()]
+
+
+def bus_password_env(spec: Spec) -> list[Obj]:
+    if spec.bus is None or spec.bus.password_secret is None:
+        return []
+    secret, key = spec.bus.password_secret
+    return [
+        {"name": "KF_BUS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+    ]
+
+
+def number(value: float) -> str:
+    """Seconds as the runtime parses them: ``30`` rather than ``30.0``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,69 @@
+"""``kubefuncs-gateway [ROUTES.yaml]`` (or ``python -m kubefuncs.gateway``): serve until
+SIGTERM, then stop being ready, wait ``KF_GATEWAY_SHUTDOWN_DELAY_S``, finish in-flight
+requests within ``KF_GATEWAY_GRACE_S`` and exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+
+from aiohttp import web
+from kubefuncs.errors import ConfigError
+from kubefuncs.logs import configure
+
+from . import routes
+from .app import GATEWAY, create_app
+from .routes import RouteTable
+from .settings import GatewaySettings
+
+log = logging.getLogger("kubefuncs.gateway")
+
+
+def prepare(argv: list[str], env: Mapping[str, str]) -> tuple[GatewaySettings, RouteTable]:
+    settings = GatewaySettings.from_env(env)
+    path = argv[0] if argv else settings.routes_file
+    if not path:
+        raise ConfigError(
+            "KF_GATEWAY_ROUTES", "is not set: point it at a routes YAML file (or pass the path)"
+        )
+    return settings, routes.load(path, settings.timeout_s)
+
+
+async def serve(app: web.Application, settings: GatewaySettings) -> None:
+    """Serve ``app`` on ``settings.addr`` until SIGTERM/SIGINT; then drain and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.grace_s)
+    await runner.setup()
+    host, port = settings.addr.rsplit(":", 1)
+    await web.TCPSite(runner, host or None, int(port)).start()
+    log.info("listening on %s", settings.addr)
+    try:
+        await stop.wait()
+        app[GATEWAY].draining = True  # /readyz fails: load balancers stop sending
+        await asyncio.sleep(settings.shutdown_delay_s)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings, table = prepare(sys.argv[1:] if argv is None else argv, os.environ)
+        app = create_app(settings, table)
+    except ConfigError as e:
+        print(f"kubefuncs-gateway: {e}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_format)
+    asyncio.run(serve(app, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

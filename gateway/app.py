@@ -1,0 +1,158 @@
+"""The gateway's aiohttp application factory.
+
+``create_app(settings, table)`` builds the app; nothing connects until it starts. Each
+``cleanup_ctx`` owns one resource: the bus (and this process's reply inbox), the bus
+housekeeping loop, the HTTP client for callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from kubefuncs.errors import ConfigError, TransportError
+from kubefuncs.transport import Transport, from_url
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .auth import Authenticator
+from .calls import CallStore, MemoryCallStore, ValkeyCallStore
+from .metrics import GatewayMetrics
+from .proxy import Gateway
+from .ratelimit import Command, Limiter, MemoryLimiter, ValkeyLimiter
+from .routes import RouteTable
+from .settings import GatewaySettings
+
+log = logging.getLogger("kubefuncs.gateway")
+
+GATEWAY = web.AppKey("gateway", Gateway)
+OWNS_TRANSPORT = web.AppKey("owns_transport", bool)
+
+
+def create_app(
+    settings: GatewaySettings, table: RouteTable, *, transport: Transport | None = None
+) -> web.Application:
+    """The gateway app for ``table``. Pass ``transport`` to share a bus connection (it is
+    then connected but not closed by the app)."""
+    check(settings, table)
+    owned = transport is None
+    bus = transport or from_url(settings.bus_url, password=settings.bus_password)
+    gateway = Gateway(
+        settings,
+        table,
+        bus,
+        limiter=_limiter(bus),
+        store=_store(bus),
+        metrics=GatewayMetrics(),
+    )
+    app = web.Application(client_max_size=max(1, settings.max_body_bytes))
+    app[GATEWAY] = gateway
+    app[OWNS_TRANSPORT] = owned
+    app.cleanup_ctx.extend([_bus_ctx, _maintain_ctx, _session_ctx])
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/topics/{topic}", gateway.publish)
+    app.router.add_get("/calls/{id}", gateway.call_result)
+    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    return app
+
+
+def check(settings: GatewaySettings, table: RouteTable) -> None:
+    """Refuse a configuration some route could never be reached with."""
+    auth = Authenticator(settings.api_keys, settings.jwt_secret)
+    wanted = [(r.prefix, r.auth) for r in table.routes]
+    if table.publish.topics:
+        wanted.append(("POST /topics", table.publish.auth))
+    for where, policy in wanted:
+        if not auth.can(policy):
+            raise ConfigError(
+                "KF_GATEWAY_API_KEYS" if policy == "api_key" else "KF_GATEWAY_JWT_SECRET",
+                f"is not set, but {where} requires {policy} authentication",
+            )
+
+
+def _limiter(bus: Transport) -> Limiter:
+    call, prefix = _shared_store(bus)
+    return MemoryLimiter() if call is None else ValkeyLimiter(call, prefix)
+
+
+def _store(bus: Transport) -> CallStore:
+    call, prefix = _shared_store(bus)
+    return MemoryCallStore() if call is None else ValkeyCallStore(call, prefix)
+
+
+def _shared_store(bus: Transport) -> tuple[Command | None, str]:
+    """A Valkey transport runs arbitrary commands (``call``) under its key prefix: limits
+    and async results then live on the bus, shared by every gateway replica."""
+    call = getattr(bus, "call", None)
+    keys = getattr(bus, "keys", None)
+    if call is None or keys is None:
+        return None, ""
+    return call, str(keys.prefix)
+
+
+async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    try:
+        await gateway.transport.connect()
+    except TransportError as e:  # keep serving (not ready, 503s) until the bus is back
+        log.warning("%s; the gateway is not ready until it is reachable", e)
+    await gateway.start()
+    log.info("gateway ready on %s with %d route(s)", _safe(gateway), len(gateway.table.routes))
+    yield
+    await gateway.stop()
+    if app[OWNS_TRANSPORT]:
+        await gateway.transport.close()
+
+
+async def _maintain_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Bus housekeeping: with functions scaled to zero, the gateway is the one process
+    always running, so it moves due delayed retries back into their streams."""
+    gateway = app[GATEWAY]
+    every = gateway.settings.maintain_interval_s
+    task = asyncio.create_task(_maintain(gateway.transport, every)) if every > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _maintain(transport: Transport, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await transport.maintain()
+        except Exception as e:  # housekeeping must never stop the gateway
+            log.debug("bus maintenance skipped: %s", e)
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    async with aiohttp.ClientSession() as session:
+        gateway.session = session
+        yield
+        gateway.session = None
+
+
+def _safe(gateway: Gateway) -> str:
+    return gateway.transport.url.split("@")[-1].split("?")[0]
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[GATEWAY].ready:
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="not ready\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[GATEWAY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,86 @@
+"""Prometheus metrics of the gateway (one registry per app, nothing at import)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _Late(Collector):
+    """Late replies as counted by the reply router (read at scrape time)."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "kubefuncs_gateway_late_replies",
+            "Replies that came after their request timed out (dropped)",
+            value=self._count(),
+        )
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self._requests = Counter(
+            "kubefuncs_gateway_requests",
+            "HTTP requests answered, by route, topic and status",
+            ["route", "topic", "status"],
+            registry=r,
+        )
+        self._latency = Histogram(
+            "kubefuncs_gateway_request_duration_seconds",
+            "Time from request to response",
+            ["route"],
+            registry=r,
+            buckets=BUCKETS,
+        )
+        self.in_flight = Gauge(
+            "kubefuncs_gateway_in_flight", "Requests waiting for a reply", registry=r
+        )
+        self._timeouts = Counter(
+            "kubefuncs_gateway_timeouts",
+            "Requests that got no reply in time",
+            ["route"],
+            registry=r,
+        )
+        self.callbacks = Counter(
+            "kubefuncs_gateway_callbacks",
+            "Async results POSTed to callback URLs, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        # label lookups are slow next to the rest of the hot path: keep the children
+        self._children: dict[tuple[str, ...], MetricWrapperBase] = {}
+        self._answered: dict[tuple[str, str, int], tuple[MetricWrapperBase, ...]] = {}
+
+    def watch_late(self, count: Callable[[], int]) -> None:
+        self.registry.register(_Late(count))
+
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def answered(self, route: str, topic: str, status: int, seconds: float) -> None:
+        key = (route, topic, status)
+        pair = self._answered.get(key)
+        if pair is None:
+            pair = self._answered[key] = (
+                self._requests.labels(route, topic, str(status)),
+                self._latency.labels(route),
+            )
+        pair[0].inc()  # type: ignore[attr-defined]
+        pair[1].observe(seconds)  # type: ignore[attr-defined]
+
+    def timed_out(self, route: str) -> None:
+        self._child(self._timeouts, route).inc()  # type: ignore[attr-defined]

@@ -1,0 +1,410 @@
+"""The request path: route -> checks -> http-request message -> reply -> response.
+
+Every decision (route match, auth, CORS, token bucket, status mapping) is a pure function
+elsewhere; this module only strings them together around the bus I/O. It is the hot path:
+no per-request loggers, label lookups or task creation for sync calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from kubefuncs import wire
+from kubefuncs.errors import TransportError
+from kubefuncs.replies import ReplyRouter
+from kubefuncs.transport import Transport
+
+from . import cors
+from .auth import NONE, Authenticator, AuthFailed, Principal
+from .calls import DONE, PENDING, CallResult, CallStore, callback_problem, post_callback
+from .metrics import GatewayMetrics
+from .ratelimit import Limiter
+from .responses import CALL_ID, error_response, from_reply, request_headers, timeout_response
+from .routes import Route, RouteTable
+from .settings import GatewaySettings
+from .trace import child_traceparent, trace_id
+
+log = logging.getLogger("kubefuncs.gateway")
+access_log = logging.getLogger("kubefuncs.gateway.access")
+
+CALLBACK_HEADER = "X-Callback-Url"
+
+
+def _timeout(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+class Gateway:
+    """Holds the gateway's collaborators; its methods are the aiohttp handlers."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        table: RouteTable,
+        transport: Transport,
+        *,
+        limiter: Limiter,
+        store: CallStore,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.transport = transport
+        self.replies = ReplyRouter(transport)
+        self.auth = Authenticator(
+            settings.api_keys,
+            settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        self.limiter = limiter
+        self.store = store
+        self.metrics = metrics
+        self.address = ""  # reply inbox, opened by start()
+        self.session: aiohttp.ClientSession | None = None  # for callbacks
+        self.in_flight = 0
+        self.draining = False
+        self._background: set[asyncio.Task[None]] = set()
+        metrics.watch_late(lambda: self.replies.late)
+        metrics.in_flight.set_function(lambda: self.in_flight)
+
+    async def start(self) -> None:
+        self.address = await self.replies.address()
+
+    async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(self._background)
+        await self.replies.close()
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.address) and self.transport.connected and not self.draining
+
+    # -- routed requests -------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = self.table.match(request.path)
+        if route is None:
+            response = error_response(404, "not_found", f"no route for {request.path}")
+            self._done(request, "", "", response, started)
+            return response
+        response = await self._routed(request, route)
+        if route.cors is not None:
+            response.headers.update(
+                cors.response_headers(route.cors, request.headers.get("Origin"))
+            )
+        self._done(request, route.prefix, route.topic, response, started)
+        return response
+
+    async def _routed(self, request: web.Request, route: Route) -> web.Response:
+        method = request.method
+        if route.cors is not None and cors.is_preflight(method, request.headers):
+            return self._preflight(request, route)
+        if route.methods is not None and method not in route.methods:
+            response = error_response(
+                405, "method_not_allowed", f"{method} is not allowed on {route.prefix}"
+            )
+            response.headers["Allow"] = route.allow_header()
+            return response
+        principal = None
+        if route.auth != NONE:
+            principal, refusal = self._admit(request, route.auth)
+            if refusal is not None:
+                return refusal
+        if route.rate_limit is not None:
+            refusal = await self._limit(request, route, principal)
+            if refusal is not None:
+                return refusal
+        return await self._bounded(request, route)
+
+    async def _bounded(self, request: web.Request, route: Route) -> web.Response:
+        if self.in_flight >= self.settings.max_in_flight:
+            response = error_response(503, "overloaded", "too many requests in flight; retry")
+            response.headers["Retry-After"] = "1"
+            return response
+        self.in_flight += 1
+        try:
+            body, refusal = await self._body(request) if request.body_exists else (b"", None)
+            if refusal is not None:
+                return refusal
+            env = self._envelope(request, route, body)
+            if route.async_ or CALLBACK_HEADER in request.headers:
+                return await self._start_async(request, route, env)
+            return await self._call(route, env)
+        finally:
+            self.in_flight -= 1
+
+    async def _call(self, route: Route, env: wire.Envelope) -> web.Response:
+        future = self.replies.expect(env.id)
+        timer = asyncio.get_running_loop().call_later(route.timeout_s, _timeout, future)
+        try:
+            await self.transport.publish(route.topic, wire.encode(env))
+            reply = await future
+        except TimeoutError:
+            self.metrics.timed_out(route.prefix)
+            log.info("no reply within %gs", route.timeout_s, extra=_ids(env, route))
+            return timeout_response(route.topic, route.timeout_s, env.id)
+        except TransportError as e:
+            return self._bus_down(e, env.id)
+        finally:
+            timer.cancel()
+            self.replies.forget(env.id)
+        return from_reply(reply, env.id)
+
+    def _envelope(self, request: web.Request, route: Route, body: bytes) -> wire.Envelope:
+        headers = request_headers(request.headers)
+        traceparent, accepted = child_traceparent(headers.get("traceparent"))
+        trace = {"traceparent": traceparent}
+        if accepted and "tracestate" in headers:
+            trace["tracestate"] = headers["tracestate"]
+        headers["traceparent"] = traceparent
+        now = wire.now_ms()
+        return wire.Envelope(
+            id=wire.new_id(),
+            topic=route.topic,
+            kind=wire.HTTP_REQUEST,
+            payload=wire.HttpRequest(
+                request.method, request.path, request.query_string, headers, body
+            ),
+            time_ms=now,
+            reply_to=self.address,
+            deadline_ms=now + int(route.timeout_s * 1000),
+            headers=trace,
+        )
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _preflight(self, request: web.Request, route: Route) -> web.Response:
+        assert route.cors is not None
+        headers = cors.preflight_headers(
+            route.cors,
+            request.headers["Origin"],
+            request.headers["Access-Control-Request-Method"],
+            request.headers.get("Access-Control-Request-Headers"),
+            route.methods,
+        )
+        if headers is None:
+            return error_response(403, "cors_refused", "CORS preflight refused for this origin")
+        return web.Response(status=204, headers=headers)
+
+    def _admit(
+        self, request: web.Request, policy: str
+    ) -> tuple[Principal | None, web.Response | None]:
+        try:
+            return self.auth.check(policy, request.headers, time.time()), None
+        except AuthFailed as e:
+            response = error_response(401, "unauthorized", e.reason)
+            response.headers["WWW-Authenticate"] = e.challenge
+            return None, response
+
+    async def _limit(
+        self, request: web.Request, route: Route, principal: Principal | None
+    ) -> web.Response | None:
+        limit = route.rate_limit
+        assert limit is not None
+        key = (
+            route.prefix
+            if limit.per == "route"
+            else f"{route.prefix}|{self._client(request, principal)}"
+        )
+        wait_s = await self.limiter.wait_s(key, limit)
+        if wait_s <= 0:
+            return None
+        response = error_response(429, "rate_limited", f"rate limit of {route.prefix} exceeded")
+        response.headers["Retry-After"] = str(max(1, round(wait_s + 0.499)))
+        return response
+
+    def _client(self, request: web.Request, principal: Principal | None) -> str:
+        if principal is not None:
+            return f"{principal.method}:{principal.name}"
+        forwarded = (
+            request.headers.get("X-Forwarded-For") if self.settings.trust_forwarded else None
+        )
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()
+        return request.remote or "-"
+
+    async def _body(self, request: web.Request) -> tuple[bytes, web.Response | None]:
+        limit = self.settings.max_body_bytes
+        if request.content_length is None or request.content_length <= limit:
+            try:
+                return await request.read(), None
+            except web.HTTPRequestEntityTooLarge:
+                pass
+        return b"", error_response(
+            413, "body_too_large", f"request body is over the {limit}-byte limit"
+        )
+
+    # -- async calls -----------------------------------------------------------------------
+
+    async def _start_async(
+        self, request: web.Request, route: Route, env: wire.Envelope
+    ) -> web.Response:
+        callback = request.headers.get(CALLBACK_HEADER)
+        problem = callback_problem(callback) if callback else None
+        if problem:
+            return error_response(400, "bad_callback", problem)
+        future = self.replies.expect(env.id)
+        try:
+            await self.store.put(env.id, CallResult(PENDING), self.settings.result_ttl_s)
+            await self.transport.publish(route.topic, wire.encode(env))
+        except TransportError as e:
+            self.replies.forget(env.id)
+            return self._bus_down(e, env.id)
+        self._spawn(self._finish_async(route, env, future, callback))
+        return web.json_response(
+            {"call_id": env.id, "status": PENDING, "result_url": f"/calls/{env.id}"},
+            status=202,
+            headers={CALL_ID: env.id, "Location": f"/calls/{env.id}"},
+        )
+
+    async def _finish_async(
+        self,
+        route: Route,
+        env: wire.Envelope,
+        future: asyncio.Future[wire.Envelope],
+        callback: str | None,
+    ) -> None:
+        try:
+            reply = await asyncio.wait_for(future, route.timeout_s)
+            response = from_reply(reply, env.id)
+        except TimeoutError:
+            self.metrics.timed_out(route.prefix)
+            response = timeout_response(route.topic, route.timeout_s, env.id)
+        finally:
+            self.replies.forget(env.id)
+        result = CallResult(DONE, response.status, dict(response.headers), _body_of(response))
+        try:
+            await self.store.put(env.id, result, self.settings.result_ttl_s)
+        except TransportError as e:
+            log.warning("could not store an async result: %s", e, extra=_ids(env, route))
+        if callback and self.session is not None:
+            ok = await post_callback(
+                self.session, callback, env.id, result, self.settings.callback_timeout_s
+            )
+            self.metrics.callbacks.labels("ok" if ok else "failed").inc()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def call_result(self, request: web.Request) -> web.Response:
+        """``GET /calls/{id}``: 202 while pending, then the function's response."""
+        call_id = request.match_info["id"]
+        try:
+            result = await self.store.get(call_id)
+        except TransportError as e:
+            return self._bus_down(e, call_id)
+        if result is None:
+            return error_response(
+                404, "unknown_call", "no such call (never made, or its result expired)", call_id
+            )
+        if result.state == PENDING:
+            return web.json_response(
+                {"call_id": call_id, "status": PENDING}, status=202, headers={CALL_ID: call_id}
+            )
+        return web.Response(
+            status=result.status,
+            headers={**result.headers, "X-Call-Status": DONE},
+            body=result.body,
+        )
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def publish(self, request: web.Request) -> web.Response:
+        """``POST /topics/{topic}``: publish the body as an event (fire and forget)."""
+        started = time.perf_counter()
+        topic = request.match_info["topic"]
+        response = await self._publish(request, topic)
+        self._done(request, "/topics", topic, response, started)
+        return response
+
+    async def _publish(self, request: web.Request, topic: str) -> web.Response:
+        _, refusal = self._admit(request, self.table.publish.auth)
+        if refusal is not None:
+            return refusal
+        if topic not in self.table.publish.topics:
+            return error_response(
+                403, "topic_not_allowed", f"topic {topic!r} is not open for publishing"
+            )
+        body, refusal = await self._body(request)
+        if refusal is not None:
+            return refusal
+        payload, content_type, problem = event_payload(request.content_type, body)
+        if problem:
+            return error_response(400, "bad_request", problem)
+        traceparent, _ = child_traceparent(request.headers.get("traceparent"))
+        env = wire.make(
+            topic, payload, headers={"traceparent": traceparent}, content_type=content_type
+        )
+        try:
+            await self.transport.publish(topic, wire.encode(env))
+        except TransportError as e:
+            return self._bus_down(e, env.id)
+        return web.json_response(
+            {"id": env.id, "topic": topic}, status=202, headers={CALL_ID: env.id}
+        )
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _bus_down(self, error: TransportError, call_id: str) -> web.Response:
+        log.warning("bus unavailable: %s", error, extra={"call_id": call_id})
+        response = error_response(503, "bus_unavailable", "the message bus is unavailable", call_id)
+        response.headers["Retry-After"] = "1"
+        return response
+
+    def _done(
+        self, request: web.Request, route: str, topic: str, response: web.Response, started: float
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        self.metrics.answered(route, topic, response.status, elapsed)
+        if self.settings.access_log:
+            access_log.info(
+                "%s %s %d",
+                request.method,
+                request.path,
+                response.status,
+                extra={
+                    "call_id": response.headers.get(CALL_ID),
+                    "route": route,
+                    "topic": topic,
+                    "status": response.status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "remote": request.remote,
+                },
+            )
+
+
+def event_payload(content_type: str, body: bytes) -> tuple[Any, str, str | None]:
+    """An event's payload: JSON bodies become values (carried as msgpack), others bytes."""
+    if content_type == "application/json":
+        try:
+            return json.loads(body) if body else None, wire.MSGPACK, None
+        except ValueError as e:
+            return None, "", f"body is not valid JSON: {e}"
+    return body, content_type or "application/octet-stream", None
+
+
+def _body_of(response: web.Response) -> bytes:
+    body = response.body
+    return bytes(body) if isinstance(body, bytes | bytearray) else b""
+
+
+def _ids(env: wire.Envelope, route: Route) -> dict[str, str]:
+    return {
+        "call_id": env.id,
+        "topic": route.topic,
+        "route": route.prefix,
+        "trace_id": trace_id(env.headers.get("traceparent", "")),
+    }

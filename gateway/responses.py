@@ -1,0 +1,101 @@
+"""How replies and refusals become HTTP responses (pure)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from kubefuncs import wire
+from kubefuncs.function import to_http_response
+
+CALL_ID = "X-Call-Id"
+ERROR = "X-Kubefuncs-Error"
+ERROR_TYPE = "X-Kubefuncs-Error-Type"
+
+# never forwarded in either direction (RFC 9110 7.6.1), plus what aiohttp computes itself
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+NOT_FORWARDED = HOP_BY_HOP | {"x-api-key"}
+
+
+def request_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The caller's headers as the function sees them: lower-case names, no hop-by-hop
+    headers and no API key (repeated headers are joined with a comma)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in NOT_FORWARDED:
+            continue
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+def error_response(
+    status: int, code: str, message: str, call_id: str | None = None, **extra: Any
+) -> web.Response:
+    """A refusal or failure: JSON ``{"error", "message", "call_id", ...}`` and the code in
+    the X-Kubefuncs-Error header."""
+    body: dict[str, Any] = {"error": code, "message": message}
+    if call_id:
+        body["call_id"] = call_id
+    body.update(extra)
+    headers = {ERROR: code}
+    if call_id:
+        headers[CALL_ID] = call_id
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode() + b"\n",
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_status(info: wire.ErrorInfo) -> int:
+    """A function's error reply -> HTTP status: its hint when it is a 4xx/5xx, else 502."""
+    if info.status is not None and 400 <= info.status <= 599:
+        return info.status
+    return 502
+
+
+def from_reply(reply: wire.Envelope, call_id: str) -> web.Response:
+    """The HTTP response for a function's reply (http-response, error, or a plain reply)."""
+    if reply.kind == wire.ERROR:
+        info: wire.ErrorInfo = reply.payload
+        response = error_response(
+            error_status(info),
+            "function_error",
+            info.message,
+            call_id,
+            type=info.type,
+            retryable=info.retryable,
+        )
+        response.headers[ERROR_TYPE] = info.type
+        return response
+    http = reply.payload if reply.kind == wire.HTTP_RESPONSE else to_http_response(reply.payload)
+    headers = {k: v for k, v in http.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers[CALL_ID] = call_id
+    return web.Response(status=http.status, headers=headers, body=http.body)
+
+
+def timeout_response(topic: str, timeout_s: float, call_id: str) -> web.Response:
+    return error_response(
+        504,
+        "timeout",
+        f"no reply from topic {topic!r} within {timeout_s:g}s (the function did not answer "
+        "in time; the request may still be processed)",
+        call_id,
+    )

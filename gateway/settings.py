@@ -1,0 +1,164 @@
+"""Gateway settings: a pure function of an environment mapping.
+
+Every variable is listed in docs/gateway.md ("Environment"). Errors name the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from kubefuncs.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    bus_url: str = "valkey://localhost:6379/0"
+    bus_password: str | None = None
+    routes_file: str = ""
+    addr: str = "0.0.0.0:8080"
+    timeout_s: float = 30.0  # default reply timeout of routes that set none
+    max_body_bytes: int = 1024 * 1024
+    max_in_flight: int = 1000
+    result_ttl_s: float = 3600.0  # how long async results can be fetched
+    callback_timeout_s: float = 10.0
+    api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> principal name
+    jwt_secret: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    trust_forwarded: bool = False  # rate-limit clients by X-Forwarded-For
+    maintain_interval_s: float = 1.0  # bus housekeeping (delayed retries); 0 = off
+    shutdown_delay_s: float = 0.0  # SIGTERM: not ready, wait this long, then drain
+    grace_s: float = 30.0  # SIGTERM: how long in-flight requests may still take
+    access_log: bool = False
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
+        """Read ``KF_GATEWAY_*`` (and ``KF_BUS_*``, ``KF_LOG_*``); ConfigError names the
+        bad variable."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = ENV_NAMES[f.name]
+            if var in env:
+                values[f.name] = _PARSERS.get(f.name, _text)(var, env[var])
+        return cls(**values)
+
+
+ENV_NAMES = {
+    "bus_url": "KF_BUS_URL",
+    "bus_password": "KF_BUS_PASSWORD",
+    "routes_file": "KF_GATEWAY_ROUTES",
+    "addr": "KF_GATEWAY_ADDR",
+    "timeout_s": "KF_GATEWAY_TIMEOUT_S",
+    "max_body_bytes": "KF_GATEWAY_MAX_BODY_BYTES",
+    "max_in_flight": "KF_GATEWAY_MAX_IN_FLIGHT",
+    "result_ttl_s": "KF_GATEWAY_RESULT_TTL_S",
+    "callback_timeout_s": "KF_GATEWAY_CALLBACK_TIMEOUT_S",
+    "api_keys": "KF_GATEWAY_API_KEYS",
+    "jwt_secret": "KF_GATEWAY_JWT_SECRET",
+    "jwt_issuer": "KF_GATEWAY_JWT_ISSUER",
+    "jwt_audience": "KF_GATEWAY_JWT_AUDIENCE",
+    "trust_forwarded": "KF_GATEWAY_TRUST_FORWARDED",
+    "maintain_interval_s": "KF_GATEWAY_MAINTAIN_INTERVAL_S",
+    "shutdown_delay_s": "KF_GATEWAY_SHUTDOWN_DELAY_S",
+    "grace_s": "KF_GATEWAY_GRACE_S",
+    "access_log": "KF_GATEWAY_ACCESS_LOG",
+    "log_level": "KF_LOG_LEVEL",
+    "log_format": "KF_LOG_FORMAT",
+}
+
+
+def _text(var: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _optional(var: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _number(kind: Callable[[str], Any], minimum: float, what: str) -> Callable[[str, str], Any]:
+    def parse(var: str, raw: str) -> Any:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ConfigError(var, f"must be {what}, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(var, f"must be at least {minimum:g}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _bool(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(var, f"must be true or false, got {raw!r}")
+
+
+def _addr(var: str, raw: str) -> str:
+    value = raw.strip()
+    if ":" not in value or not value.rsplit(":", 1)[1].isdigit():
+        raise ConfigError(var, f"must be HOST:PORT (such as 0.0.0.0:8080), got {raw!r}")
+    return value
+
+
+def _choice(*allowed: str, upper: bool = False) -> Callable[[str, str], str]:
+    def parse(var: str, raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in allowed:
+            raise ConfigError(var, f"must be one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def parse_api_keys(var: str, raw: str) -> dict[str, str]:
+    """``name=key,other=key2`` (or bare keys, named ``key1``, ``key2``...) -> {key: name}."""
+    keys: dict[str, str] = {}
+    for i, item in enumerate((p.strip() for p in raw.split(",")), start=1):
+        if not item:
+            continue
+        name, sep, key = item.partition("=")
+        if not sep:
+            name, key = f"key{i}", item
+        if not name.strip() or len(key.strip()) < 8:
+            raise ConfigError(
+                var, f"entry {i} must be NAME=KEY with a key of at least 8 characters"
+            )
+        keys[key.strip()] = name.strip()
+    return keys
+
+
+def _secret(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if value and len(value) < 16:
+        raise ConfigError(var, "must be at least 16 characters (an HS256 shared secret)")
+    return value or None
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "bus_password": _optional,
+    "addr": _addr,
+    "timeout_s": _number(float, 0.001, "a number of seconds"),
+    "max_body_bytes": _number(int, 0, "an integer number of bytes"),
+    "max_in_flight": _number(int, 1, "an integer"),
+    "result_ttl_s": _number(float, 1, "a number of seconds"),
+    "callback_timeout_s": _number(float, 0.001, "a number of seconds"),
+    "api_keys": parse_api_keys,
+    "jwt_secret": _secret,
+    "jwt_issuer": _optional,
+    "jwt_audience": _optional,
+    "trust_forwarded": _bool,
+    "maintain_interval_s": _number(float, 0, "a number of seconds"),
+    "shutdown_delay_s": _number(float, 0, "a number of seconds"),
+    "grace_s": _number(float, 0, "a number of seconds"),
+    "access_log": _bool,
+    "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True),
+    "log_format": _choice("json", "text"),
+}

@@ -1,0 +1,1 @@
+"""Tests of kubefuncs.functl (render, apply, the CLI, bus commands)."""

@@ -1,0 +1,109 @@
+"""``functl dev``: what it plans to run, and the example served by one command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import aiohttp
+import pytest
+from kubefuncs.functl import spec as specs
+from kubefuncs.functl.dev import plan
+
+from tests.gateway.procs import ROOT, Proc
+from tests.servers import ServerProcess, free_port
+
+MIXED = """
+version: 1
+functions:
+  - name: ping
+    handler: example.ping:pong
+    topic: test
+    routes: /test/
+  - name: node
+    topic: orders
+    command: [node, function.js]
+    args: [--fast]
+    env: {GREETING: hi}
+  - name: prebuilt
+    topic: other
+    image: ghcr.io/acme/fn:1
+"""
+
+
+def test_python_functions_run_in_process_and_commands_need_a_real_bus() -> None:
+    # Given a file with a Python handler, a command and an image-only function
+    spec = specs.loads(MIXED)
+    # When dev plans for the embedded memory bus
+    p = plan(spec, "memory://", "127.0.0.1:8080", {})
+    # Then the handler runs in-process and the others say why they cannot
+    assert [fn.name for fn, _ in p.handlers] == ["ping"]
+    assert p.commands == ()
+    skipped = dict(p.skipped)
+    assert "needs a real bus" in skipped["node"] and "--bus valkey://" in skipped["node"]
+    assert "neither handler: nor command:" in skipped["prebuilt"]
+    assert p.topics == frozenset({"test", "orders", "other"})
+
+
+def test_on_a_real_bus_commands_start_with_the_runtime_environment() -> None:
+    spec = specs.loads(MIXED)
+    p = plan(spec, "valkey://localhost:6379/0", "127.0.0.1:8080", {"PATH": "/bin"})
+    (command,) = p.commands
+    assert command.argv == ("node", "function.js", "--fast")
+    env = command.env
+    assert (env["KF_BUS_URL"], env["KF_TOPIC"], env["KF_CHANNEL"]) == (
+        "valkey://localhost:6379/0",
+        "orders",
+        "node",
+    )
+    assert (env["GREETING"], env["PATH"], env["KF_HEALTH_ADDR"]) == ("hi", "/bin", "")
+
+
+async def _get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return r.status, await r.text()
+
+
+def test_functl_dev_serves_the_example_with_one_command() -> None:
+    # Given `functl dev example/functions.yaml` running (embedded bus)
+    port = free_port()
+    dev = Proc(
+        ["kubefuncs.functl", "dev", "example/functions.yaml", "--port", str(port)],
+        {"KF_BUS_URL": ""},
+    )
+    try:
+        dev.wait_http(f"http://127.0.0.1:{port}/readyz")
+        # When the classic example is called / Then it answers pong
+        assert asyncio.run(_get(f"http://127.0.0.1:{port}/test/hello")) == (200, "pong")
+        status, body = asyncio.run(_get(f"http://127.0.0.1:{port}/hello/?name=Ada"))
+        assert status == 200 and "Hello, Ada!" in body
+    finally:
+        # And it stops cleanly on SIGTERM
+        assert dev.stop() == 0, dev.output()
+
+
+@pytest.mark.real
+def test_functl_dev_on_valkey_starts_command_functions(
+    valkey_server: ServerProcess, tmp_path: pytest.TempPathFactory
+) -> None:
+    # Given a functions.yaml whose function is a command (here the Python runtime itself)
+    functions = tmp_path / "functions.yaml"  # type: ignore[operator]
+    functions.write_text(
+        "version: 1\nfunctions:\n  - name: behave\n    topic: e2e\n"
+        f"    command: [{sys.executable}, -m, kubefuncs, tests.gateway.fns:behave]\n"
+        "    routes: /b/\n"
+    )
+    port = free_port()
+    bus = f"valkey://127.0.0.1:{valkey_server.port}/0?prefix=dev{port}"
+    dev = Proc(["kubefuncs.functl", "dev", str(functions), "--port", str(port), "--bus", bus], {})
+    try:
+        # When a request comes / Then the subprocess answers it through Valkey
+        dev.wait_http(f"http://127.0.0.1:{port}/b/status/202", timeout_s=20)
+        assert asyncio.run(_get(f"http://127.0.0.1:{port}/b/status/202"))[0] == 202
+        assert "started behave" in dev.output()
+    finally:
+        assert dev.stop() == 0, dev.output()
+
+
+def test_the_repository_root_is_where_dev_runs() -> None:
+    assert (ROOT / "example" / "functions.yaml").exists()

@@ -1,0 +1,98 @@
+"""Token buckets: the arithmetic, the in-process buckets, the shared Valkey buckets."""
+
+from __future__ import annotations
+
+import pytest
+from kubefuncs.gateway.ratelimit import (
+    MemoryLimiter,
+    RateLimit,
+    ValkeyLimiter,
+    parse_rate_limit,
+    take,
+)
+from kubefuncs.transport import from_url
+
+
+def test_a_full_bucket_allows_a_burst_then_refuses() -> None:
+    # Given a full bucket of 3 refilling at 1/s
+    tokens, now, results = 3.0, 100.0, []
+    # When 4 requests come at once
+    for _ in range(4):
+        allowed, tokens, wait = take(tokens, now, now, rate=1.0, burst=3)
+        results.append((allowed, round(wait, 3)))
+    # Then 3 pass and the 4th must wait a whole token
+    assert results == [(True, 0.0), (True, 0.0), (True, 0.0), (False, 1.0)]
+
+
+def test_the_bucket_refills_with_time_up_to_its_size() -> None:
+    assert take(0.0, 10.0, 10.5, rate=2.0, burst=5) == (True, 0.0, 0.0)
+    assert take(0.0, 0.0, 1000.0, rate=2.0, burst=5) == (True, 4.0, 0.0)
+    allowed, _, wait = take(0.5, 0.0, 0.0, rate=2.0, burst=5)
+    assert not allowed and wait == pytest.approx(0.25)
+
+
+def test_a_clock_going_backwards_adds_nothing() -> None:
+    assert take(0.0, 10.0, 9.0, rate=1.0, burst=1)[0] is False
+
+
+@pytest.mark.parametrize(
+    ("value", "limit"),
+    [
+        (None, None),
+        (10, RateLimit(10.0, 10)),
+        (0.5, RateLimit(0.5, 1)),
+        ({"rate": 2, "burst": 7, "per": "route"}, RateLimit(2.0, 7, "route")),
+    ],
+)
+def test_rate_limit_values(value: object, limit: RateLimit | None) -> None:
+    assert parse_rate_limit(value, "rate_limit") == limit
+
+
+async def test_memory_buckets_are_per_key() -> None:
+    # Given a limiter with a fake clock
+    now = [0.0]
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    limit = RateLimit(1.0, 1)
+    # When two keys ask at once, then one asks again
+    assert await limiter.wait_s("a", limit) == 0
+    assert await limiter.wait_s("b", limit) == 0
+    assert await limiter.wait_s("a", limit) == pytest.approx(1.0)
+    # Then after a second it may pass again
+    now[0] = 1.0
+    assert await limiter.wait_s("a", limit) == 0
+
+
+async def test_memory_buckets_forget_idle_clients() -> None:
+    now = [0.0]
+    limiter = MemoryLimiter(max_keys=2, clock=lambda: now[0])
+    for key in ("a", "b"):
+        await limiter.wait_s(key, RateLimit(1.0, 1))
+    now[0] = 10.0
+    await limiter.wait_s("c", RateLimit(1.0, 1))
+    assert set(limiter._buckets) == {"c"}
+
+
+@pytest.mark.real
+async def test_valkey_buckets_are_shared_by_every_replica(valkey_url: str) -> None:
+    # Given two gateway replicas, each with its own connection to the bus
+    a, b = from_url(valkey_url), from_url(valkey_url)
+    await a.connect()
+    await b.connect()
+    try:
+        limit = RateLimit(1.0, 3)
+        first = ValkeyLimiter(a.call, a.keys.prefix)  # type: ignore[attr-defined]
+        second = ValkeyLimiter(b.call, b.keys.prefix)  # type: ignore[attr-defined]
+        # When both take from the same bucket
+        waits = [
+            await first.wait_s("r|c", limit),
+            await second.wait_s("r|c", limit),
+            await first.wait_s("r|c", limit),
+            await second.wait_s("r|c", limit),
+        ]
+        # Then the burst of 3 is shared: the fourth request waits about a second
+        assert waits[:3] == [0, 0, 0]
+        assert 0.9 <= waits[3] <= 1.0
+        assert await second.wait_s("r|other", limit) == 0
+    finally:
+        await a.close()
+        await b.close()

@@ -1,0 +1,136 @@
+"""``/stats`` documents shaped like nsqd's (JSON and the plain-text rendering)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .broker import Channel, Topic
+from .tcp import V2Connection
+
+
+def _latency(topic: str, channel: str = "") -> dict[str, Any]:
+    # the double never computes e2e percentiles; nsqd reports this shape when disabled
+    return {"count": 0, "percentiles": None, "topic": topic, "channel": channel, "host": ""}
+
+
+def client_stats(conn: V2Connection) -> dict[str, Any]:
+    settings = conn.settings
+    stats: dict[str, Any] = {
+        "client_id": settings.client_id,
+        "hostname": settings.hostname,
+        "version": "V2",
+        "remote_address": conn.remote_address,
+        "state": conn.state,
+        "ready_count": conn.ready_count,
+        "in_flight_count": conn.in_flight,
+        "message_count": conn.message_count,
+        "finish_count": conn.finish_count,
+        "requeue_count": conn.requeue_count,
+        "connect_ts": conn.connect_ts,
+        "sample_rate": settings.sample_rate,
+        "deflate": False,
+        "snappy": False,
+        "user_agent": settings.user_agent,
+        "tls": False,
+        "tls_cipher_suite": "",
+        "tls_version": "",
+        "tls_negotiated_protocol": "",
+        "tls_negotiated_protocol_is_mutual": False,
+    }
+    if conn.pub_counts:
+        stats["pub_counts"] = [{"topic": t, "count": n} for t, n in conn.pub_counts.items()]
+    return stats
+
+
+def channel_stats(channel: Channel, include_clients: bool) -> dict[str, Any]:
+    consumers = [c for c in channel.consumers if isinstance(c, V2Connection)]
+    return {
+        "channel_name": channel.name,
+        "depth": channel.depth,
+        "backend_depth": 0,
+        "in_flight_count": channel.in_flight_count,
+        "deferred_count": channel.deferred_count,
+        "message_count": channel.message_count,
+        "requeue_count": channel.requeue_count,
+        "timeout_count": channel.timeout_count,
+        "client_count": len(consumers),
+        "clients": [client_stats(c) for c in consumers] if include_clients else [],
+        "paused": False,
+        "e2e_processing_latency": _latency(channel.topic_name, channel.name),
+    }
+
+
+def topic_stats(topic: Topic, channel_filter: str, include_clients: bool) -> dict[str, Any]:
+    channels = [
+        channel_stats(ch, include_clients)
+        for name, ch in sorted(topic.channels.items())
+        if not channel_filter or name == channel_filter
+    ]
+    return {
+        "topic_name": topic.name,
+        "channels": channels,
+        "depth": topic.depth,
+        "backend_depth": 0,
+        "message_count": topic.message_count,
+        "message_bytes": topic.message_bytes,
+        "paused": False,
+        "e2e_processing_latency": _latency(topic.name),
+    }
+
+
+def stats_document(
+    *,
+    version: str,
+    start_time: int,
+    topics: Iterable[Topic],
+    clients: Iterable[V2Connection],
+    topic_filter: str = "",
+    channel_filter: str = "",
+    include_clients: bool = True,
+) -> dict[str, Any]:
+    selected = [t for t in topics if not topic_filter or t.name == topic_filter]
+    producers = [client_stats(c) for c in clients if c.pub_counts] if include_clients else []
+    if topic_filter:
+        producers = _producers_of(producers, topic_filter)
+    return {
+        "version": version,
+        "health": "OK",
+        "start_time": start_time,
+        "topics": [topic_stats(t, channel_filter, include_clients) for t in selected],
+        "producers": producers,
+    }
+
+
+def _producers_of(producers: list[dict[str, Any]], topic: str) -> list[dict[str, Any]]:
+    filtered = []
+    for producer in producers:
+        counts = [pc for pc in producer.get("pub_counts", []) if pc["topic"] == topic]
+        if counts:
+            filtered.append({**producer, "pub_counts": counts})
+    return filtered
+
+
+def stats_text(doc: dict[str, Any]) -> str:
+    lines = [
+        f"nsqd v{doc['version']} (double)",
+        f"start_time {doc['start_time']}",
+        "",
+        f"Health: {doc['health']}",
+        "",
+    ]
+    if not doc["topics"]:
+        lines.append("Topics: None")
+    for topic in doc["topics"]:
+        lines.append(
+            f"   [{topic['topic_name']:<15}] depth: {topic['depth']:<5} be-depth: 0     "
+            f"msgs: {topic['message_count']:<8} e2e%: "
+        )
+        for ch in topic["channels"]:
+            lines.append(
+                f"      [{ch['channel_name']:<25}] depth: {ch['depth']:<5} be-depth: 0     "
+                f"inflt: {ch['in_flight_count']:<4} def: {ch['deferred_count']:<4} "
+                f"re-q: {ch['requeue_count']:<5} timeout: {ch['timeout_count']:<5} "
+                f"msgs: {ch['message_count']:<8} e2e%: "
+            )
+    return "\n".join(lines) + "\n"
