@@ -76,7 +76,8 @@ class NsqdConn:
 
     @property
     def alive(self) -> bool:
-        return not self.closed and self.raw.connected()
+        stream = self.raw.stream
+        return not self.closed and self.raw.connected() and not (stream and stream.closed())
 
     async def open(self, timeout_s: float) -> NsqdConn:
         """Connect and IDENTIFY; TransportError when nsqd cannot be reached in time."""
@@ -155,7 +156,7 @@ class NsqdConn:
 
     def _on_error(self, error: Exception, **_: Any) -> None:
         text = _text(error)
-        if self.closed:  # pynsq reports a read on the closed socket; the close said it all
+        if not self.alive:  # pynsq reports a read on the closed socket; the close says it all
             log.debug("nsqd %s: %s", self.address, text)
             return
         if text.encode().startswith(_SETTLE_ERRORS):

@@ -3,7 +3,7 @@
 A subscription holds one SUB connection (a *link*) per (nsqd, topic). ``max_in_flight`` is
 honoured across all links: each link's RDY is its own unsettled count plus a share of the
 free slots, so nsqd can never hand out more than ``max_in_flight`` messages in total. When
-there are fewer free slots than links, the shares rotate every half second so that no
+there are fewer free slots than links, the shares rotate every quarter second so that no
 nsqd is starved.
 """
 
@@ -29,20 +29,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kubefuncs.transport.nsq")
 
-ROTATE_EVERY_S = 0.5
+ROTATE_EVERY_S = 0.25
 DeadLetterFn = Callable[["NsqDelivery", str], Awaitable[None]]
 
 
-def allot(in_flight: list[int], limit: int, offset: int) -> list[int]:
-    """RDY per link: its unsettled count plus a share of the free slots (the remainder
-    goes to the links from ``offset`` on)."""
-    if not in_flight:
-        return []
+def allot(
+    in_flight: list[int], limit: int, offset: int, primary: list[bool] | None = None
+) -> list[int]:
+    """RDY per link: its unsettled count plus a share of the free slots. Shares are equal;
+    the remainder goes to primary links first (the channel's topic before its rarely used
+    replay topic; the other way round on every fourth ``offset``), starting at ``offset``
+    within each group, so rotating ``offset`` gives every link its turn."""
     count = len(in_flight)
+    if not count:
+        return []
     base, extra = divmod(max(0, limit - sum(in_flight)), count)
-    return [
-        held + base + (1 if (i - offset) % count < extra else 0) for i, held in enumerate(in_flight)
-    ]
+    first = primary or [True] * count
+    order = [i for i in range(count) if first[i]], [i for i in range(count) if not first[i]]
+    if offset % 4 == 3:
+        order = order[::-1]
+    position: dict[int, int] = {}
+    start = 0
+    for group in order:
+        for rank, i in enumerate(group):
+            position[i] = start + (rank - offset) % len(group)
+        start += len(group)
+    return [held + base + (1 if position[i] < extra else 0) for i, held in enumerate(in_flight)]
 
 
 class NsqDelivery(Delivery):
@@ -255,7 +267,12 @@ class NsqSubscription(Subscription):
         if self.closed:
             counts = [0] * len(links)
         else:
-            counts = allot([link.in_flight for link in links], self.window.limit, self._offset)
+            counts = allot(
+                [link.in_flight for link in links],
+                self.window.limit,
+                self._offset,
+                [link.topic == self.topics[0] for link in links],
+            )
         for link, count in zip(links, counts, strict=True):
             link.ready(count)
 
