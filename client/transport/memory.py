@@ -57,7 +57,9 @@ class _Channel:
             finally:
                 if not waiter.done():
                     waiter.cancel()
-        return self.ready.popleft()
+        item = self.ready.popleft()
+        self.in_flight[item.id] = item  # in the same step, so stats never miss it
+        return item
 
 
 class MemoryBus:
@@ -181,7 +183,6 @@ class _MemorySubscription(Subscription):
             if item is None:
                 return
             item.attempts += 1
-            self.ch.in_flight[item.id] = item
             self.window.take()
             yield _MemoryDelivery(self, item)
 
@@ -197,7 +198,9 @@ class _MemorySubscription(Subscription):
         if pop.cancelled() or not pop.done():
             return None
         if self._closed.is_set():
-            self.ch.ready.appendleft(pop.result())  # closing: leave it for someone else
+            item = pop.result()  # closing: leave it for someone else
+            del self.ch.in_flight[item.id]
+            self.ch.ready.appendleft(item)
             return None
         return pop.result()
 

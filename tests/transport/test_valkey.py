@@ -1,0 +1,87 @@
+"""Valkey-specific guarantees, on real Valkey 8 and Redis 7: bounded streams, expiring
+reply inboxes, the key layout other languages rely on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from kubefuncs.transport.valkey import ValkeyTransport
+
+from tests.servers import ServerProcess
+from tests.transport.conftest import OPTIONS
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(params=["valkey", "redis"])
+async def t(request: pytest.FixtureRequest) -> ValkeyTransport:
+    server: ServerProcess = request.getfixturevalue(f"{request.param}_server")
+    prefix = "trim" + str(abs(hash(request.node.nodeid)) % 10**8)
+    transport = ValkeyTransport(f"redis://127.0.0.1:{server.port}/0?prefix={prefix}&{OPTIONS}")
+    await transport.connect()
+    yield transport
+    await transport.close()
+
+
+async def consume(t: ValkeyTransport, channel: str, n: int, *, ack: bool = True) -> list[bytes]:
+    sub = await t.subscribe("big", channel, max_in_flight=n)
+    got = []
+    async with asyncio.timeout(5):
+        async for d in sub:
+            got.append(d)
+            if len(got) == n:
+                break
+    if ack:
+        for d in got:
+            await d.ack()
+    await sub.close()
+    return got
+
+
+async def test_streams_are_trimmed_once_every_channel_acked(t: ValkeyTransport) -> None:
+    stream = t.keys.topic("big")
+    await t.ensure_channel("big", "a")
+    await t.ensure_channel("big", "b")
+    for i in range(50):
+        await t.publish("big", b"%d" % i)
+    await consume(t, "a", 50)
+    # b has not read anything: nothing may go
+    assert await t.trim() == 0
+    assert await t.redis.xlen(stream) == 50
+    held = await consume(t, "b", 20, ack=False)  # b read 20, acked none
+    await held[5].ack()
+    assert await t.trim() == 0  # the oldest unacked entry of b is the first one
+    for d in held:
+        await d.ack()
+    await consume(t, "b", 30)
+    await t.trim()
+    assert await t.redis.xlen(stream) <= 1  # the last delivered entry may stay
+
+
+async def test_trim_never_drops_what_a_channel_still_holds(t: ValkeyTransport) -> None:
+    stream = t.keys.topic("big")
+    await t.ensure_channel("big", "a")
+    for i in range(10):
+        await t.publish("big", b"%d" % i)
+    got = await consume(t, "a", 10, ack=False)
+    for d in got[:4]:
+        await d.ack()
+    await t.maintain()
+    entries = await t.redis.xrange(stream)
+    assert [e[1][b"m"] for e in entries] == [b"%d" % i for i in range(4, 10)]
+
+
+async def test_reply_inbox_expires_when_its_owner_is_gone(t: ValkeyTransport) -> None:
+    inbox = await t.open_inbox(ttl_s=60)
+    await inbox.close()  # the owner is gone; a late reply still arrives
+    await t.send_reply(inbox.address, b"late")
+    ttl_ms = await t.redis.pttl(inbox.address)
+    assert 0 < ttl_ms <= 60_000  # nobody reads it: it disappears by itself
+
+
+async def test_send_reply_refuses_an_address_that_is_not_an_inbox(t: ValkeyTransport) -> None:
+    from kubefuncs.errors import TransportError
+
+    with pytest.raises(TransportError, match="not a reply inbox"):
+        await t.send_reply(t.keys.topic("big"), b"x")
