@@ -115,7 +115,7 @@ async def test_sigkill_mid_message_hands_it_to_another_consumer(
         call = asyncio.create_task(c.call("rt-record", {"id": 7, "sleep_s": 3}, timeout_s=20))
         await wait_for(lambda: lines(record, "start"))
         first.kill()  # SIGKILL in the middle of the handler
-        second, port2 = start_fn(url, record)
+        second, _ = start_fn(url, record)
         procs.append(second)
         reply = await call
     assert reply["attempt"] == 2
