@@ -17,7 +17,7 @@ def imports(path: Path, package: str) -> set[str]:
     """Absolute module names a file imports (relative imports resolved against ``package``)."""
     tree = ast.parse(path.read_text())
     rel = path.relative_to(ROOT / next(k for k, v in PACKAGES.items() if v == package))
-    here = [package, *rel.parent.parts]
+    here = [*package.split("."), *rel.parent.parts]
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
