@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import aiohttp
@@ -107,3 +108,40 @@ def test_functl_dev_on_valkey_starts_command_functions(
 
 def test_the_repository_root_is_where_dev_runs() -> None:
     assert (ROOT / "example" / "functions.yaml").exists()
+
+
+@pytest.mark.real
+def test_functl_dev_on_valkey_serves_the_node_function_through_the_gateway(
+    valkey_server: ServerProcess,
+) -> None:
+    # Given the example (Python functions in process, the Node function as a subprocess)
+    if not (ROOT / "example" / "node" / "node_modules").is_dir():
+        message = "example/node/node_modules missing: run `npm ci --prefix example/node`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    bus = f"valkey://127.0.0.1:{valkey_server.port}/0?prefix=devnode{port}"
+    dev = Proc(
+        ["kubefuncs.functl", "dev", "example/functions.yaml", "--port", str(port), "--bus", bus],
+        {},
+    )
+    try:
+        # When both kinds of function are called through the gateway
+        dev.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
+        # Then the Node function (upper-cases the body) and the Python one both answer
+        assert asyncio.run(_post_until(f"http://127.0.0.1:{port}/upper/", b"hello")) == "HELLO"
+        assert asyncio.run(_get(f"http://127.0.0.1:{port}/test/x")) == (200, "pong")
+        assert "started upper" in dev.output()
+    finally:
+        assert dev.stop() == 0, dev.output()
+
+
+async def _post_until(url: str, body: bytes, timeout_s: float = 20.0) -> str:
+    """POST until a 200 comes back (the subprocess may still be starting)."""
+    async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as http:
+        while True:
+            async with http.post(url, data=body) as r:
+                if r.status == 200:
+                    return await r.text()
+            await asyncio.sleep(0.2)
