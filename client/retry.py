@@ -26,7 +26,7 @@ class RetryPolicy:
 
 def backoff_delay_s(policy: RetryPolicy, attempt: int, rand: random.Random | None = None) -> float:
     """Delay before the attempt after ``attempt`` (1-based)."""
-    ceiling = min(policy.backoff_max_s, policy.backoff_s * 2 ** max(0, attempt - 1))
+    ceiling = min(policy.backoff_max_s, policy.backoff_s * 2.0 ** max(0, attempt - 1))
     spread = (rand or random).uniform(0, policy.jitter)
     return ceiling * (1 - spread)
 
