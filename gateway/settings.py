@@ -5,10 +5,10 @@ Every variable is listed in docs/gateway.md ("Environment"). Errors name the var
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from kubefuncs import envparse
 from kubefuncs.errors import ConfigError
 
 
@@ -39,12 +39,7 @@ class GatewaySettings:
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
         """Read ``KF_GATEWAY_*`` (and ``KF_BUS_*``, ``KF_LOG_*``); ConfigError names the
         bad variable."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            var = ENV_NAMES[f.name]
-            if var in env:
-                values[f.name] = _PARSERS.get(f.name, _text)(var, env[var])
-        return cls(**values)
+        return cls(**envparse.read(cls, env, ENV_NAMES, _PARSERS))
 
 
 ENV_NAMES = {
@@ -71,53 +66,6 @@ ENV_NAMES = {
 }
 
 
-def _text(var: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _optional(var: str, raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _number(kind: Callable[[str], Any], minimum: float, what: str) -> Callable[[str, str], Any]:
-    def parse(var: str, raw: str) -> Any:
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            raise ConfigError(var, f"must be {what}, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(var, f"must be at least {minimum:g}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _bool(var: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(var, f"must be true or false, got {raw!r}")
-
-
-def _addr(var: str, raw: str) -> str:
-    value = raw.strip()
-    if ":" not in value or not value.rsplit(":", 1)[1].isdigit():
-        raise ConfigError(var, f"must be HOST:PORT (such as 0.0.0.0:8080), got {raw!r}")
-    return value
-
-
-def _choice(*allowed: str, upper: bool = False) -> Callable[[str, str], str]:
-    def parse(var: str, raw: str) -> str:
-        value = raw.strip().upper() if upper else raw.strip().lower()
-        if value not in allowed:
-            raise ConfigError(var, f"must be one of {', '.join(allowed)}, got {raw!r}")
-        return value
-
-    return parse
-
-
 def parse_api_keys(var: str, raw: str) -> dict[str, str]:
     """``name=key,other=key2`` (or bare keys, named ``key1``, ``key2``...) -> {key: name}."""
     keys: dict[str, str] = {}
@@ -142,23 +90,23 @@ def _secret(var: str, raw: str) -> str | None:
     return value or None
 
 
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "bus_password": _optional,
-    "addr": _addr,
-    "timeout_s": _number(float, 0.001, "a number of seconds"),
-    "max_body_bytes": _number(int, 0, "an integer number of bytes"),
-    "max_in_flight": _number(int, 1, "an integer"),
-    "result_ttl_s": _number(float, 1, "a number of seconds"),
-    "callback_timeout_s": _number(float, 0.001, "a number of seconds"),
+_PARSERS: dict[str, envparse.Parser] = {
+    "bus_password": envparse.optional,
+    "addr": envparse.address(allow_empty=False),
+    "timeout_s": envparse.number(float, 0.001, "a number of seconds"),
+    "max_body_bytes": envparse.number(int, 0, "an integer number of bytes"),
+    "max_in_flight": envparse.number(int, 1, "an integer"),
+    "result_ttl_s": envparse.number(float, 1, "a number of seconds"),
+    "callback_timeout_s": envparse.number(float, 0.001, "a number of seconds"),
     "api_keys": parse_api_keys,
     "jwt_secret": _secret,
-    "jwt_issuer": _optional,
-    "jwt_audience": _optional,
-    "trust_forwarded": _bool,
-    "maintain_interval_s": _number(float, 0, "a number of seconds"),
-    "shutdown_delay_s": _number(float, 0, "a number of seconds"),
-    "grace_s": _number(float, 0, "a number of seconds"),
-    "access_log": _bool,
-    "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True),
-    "log_format": _choice("json", "text"),
+    "jwt_issuer": envparse.optional,
+    "jwt_audience": envparse.optional,
+    "trust_forwarded": envparse.boolean,
+    "maintain_interval_s": envparse.number(float, 0, "a number of seconds"),
+    "shutdown_delay_s": envparse.number(float, 0, "a number of seconds"),
+    "grace_s": envparse.number(float, 0, "a number of seconds"),
+    "access_log": envparse.boolean,
+    "log_level": envparse.LOG_LEVEL,
+    "log_format": envparse.LOG_FORMAT,
 }
