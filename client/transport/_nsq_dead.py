@@ -21,6 +21,7 @@ from nsq import protocol
 from ..wire import new_id
 from ._nsq_config import DEAD_CHANNEL, Node, NsqConfig
 from ._nsq_conn import CLS, NsqdConn
+from ._nsq_http import NsqHttp
 from .base import DeadLetter
 
 COLLECT_S = 2.0  # how long a pass waits for the messages the stats promised
@@ -109,3 +110,31 @@ async def _settle_all(received: list[Any], decide: Decide) -> list[DeadLetter]:
         for msg in pending:  # decide failed: keep the rest as they were
             msg.requeue(backoff=False, time_ms=0)
     return letters
+
+
+async def dead_passes(
+    config: NsqConfig,
+    http: NsqHttp,
+    nodes: list[Node],
+    dead_topic: str,
+    decide: Decide,
+    *,
+    limit: int = 0,
+    repeat: bool,
+) -> list[DeadLetter]:
+    """One :func:`dead_pass` on each nsqd (more while ``repeat`` and letters keep coming);
+    ``limit`` > 0 caps how many are taken in all."""
+    seen: list[DeadLetter] = []
+    for node in nodes:
+        while True:
+            figures = await http.figures(node, dead_topic, DEAD_CHANNEL)
+            waiting = figures.topic_depth + figures.depth
+            if limit:
+                waiting = min(waiting, limit - len(seen))
+            if waiting <= 0:
+                break
+            letters = await dead_pass(config, node, dead_topic, waiting, decide)
+            seen += letters
+            if not (repeat and letters):
+                break
+    return seen

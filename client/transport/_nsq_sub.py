@@ -161,9 +161,11 @@ class _Link:
 
     async def shutdown(self) -> None:
         """CLS (nsqd answers once every earlier FIN/REQ is processed), then close."""
-        with contextlib.suppress(TransportError):
-            await self.conn.command(CLS, timeout_s=1.0)
-        self.conn.close()
+        try:
+            with contextlib.suppress(TransportError):
+                await self.conn.command(CLS, timeout_s=1.0)
+        finally:
+            self.conn.close()
 
 
 class NsqSubscription(Subscription):

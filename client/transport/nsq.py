@@ -16,7 +16,6 @@ replier publishes there. docs/buses.md and docs/protocol.md §11 have the detail
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -35,8 +34,9 @@ from ._nsq_config import (
     side_topic,
 )
 from ._nsq_conn import NsqdConn, NsqdRefused
-from ._nsq_dead import Decide, dead_pass, wrap
+from ._nsq_dead import Decide, dead_passes, wrap
 from ._nsq_http import Figures, NsqHttp
+from ._nsq_pub import Publishers
 from ._nsq_sub import NsqDelivery, NsqInbox, NsqSubscription
 from .base import ChannelStats, DeadLetter, Inbox, Subscription, Transport
 
@@ -55,9 +55,7 @@ class NsqTransport(Transport):
         self.touch_interval_s = (self.config.msg_timeout_s or 60.0) / 3
         self.http = NsqHttp(self.config.dial_timeout_s + 3)
         self.nodes: list[Node] = list(self.config.nsqd)
-        self._publishers: dict[str, NsqdConn] = {}
-        self._dialing: dict[str, asyncio.Future[NsqdConn]] = {}
-        self._down_until: dict[str, float] = {}
+        self.publishers = Publishers(self.config, self.negotiated)
         self._subs: list[NsqSubscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._supervisor: asyncio.Task[None] | None = None
@@ -72,7 +70,7 @@ class NsqTransport(Transport):
         if self._closed:
             return False
         conns = [
-            *self._publishers.values(),
+            *self.publishers.conns.values(),
             *(link.conn for sub in self._subs for link in sub.links.values()),
         ]
         return any(conn.alive for conn in conns)
@@ -84,9 +82,9 @@ class NsqTransport(Transport):
             return
         await self._refresh_nodes(required=True)
         errors = []
-        for node in self._ranked(""):
+        for node in self.publishers.ranked(self.nodes, ""):
             try:
-                await self._publisher(node)
+                await self.publishers.conn(node)
                 return
             except TransportError as e:
                 errors.append(str(e))
@@ -101,8 +99,7 @@ class NsqTransport(Transport):
         for sub in self._subs:
             await sub.close()
             sub.abort()
-        for conn in list(self._publishers.values()):
-            conn.close()
+        self.publishers.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -205,65 +202,16 @@ class NsqTransport(Transport):
         self, topic: str, body: bytes, *, delay_ms: int = 0, prefer: str | None = None
     ) -> None:
         """Publish to the NSQ topic ``topic`` on ``prefer`` or the topic's nsqd, else the next."""
-        await self._known_nodes()
-        errors = []
-        for node in self._ranked(topic, prefer):
-            try:
-                conn = await self._publisher(node)
-                await conn.publish(topic, body, delay_ms)
-                return
-            except NsqdRefused:
-                raise  # the message itself is refused: any other nsqd would refuse it too
-            except TransportError as e:
-                errors.append(str(e))
-        raise TransportError(f"no nsqd took the message for {topic}: {'; '.join(errors)}")
-
-    def _ranked(self, topic: str, prefer: str | None = None) -> list[Node]:
-        """Nodes by a stable hash of the topic, ``prefer`` first, nodes known down last."""
-        now = time.monotonic()
-
-        def rank(node: Node) -> tuple[bool, bool, bytes]:
-            down = self._down_until.get(node.tcp, 0.0) > now
-            digest = hashlib.sha1(f"{node.tcp}/{topic}".encode()).digest()
-            return (node.tcp != prefer, down, digest)
-
-        return sorted(self.nodes, key=rank)
-
-    async def _publisher(self, node: Node) -> NsqdConn:
-        conn = self._publishers.get(node.tcp)
-        if conn is not None and conn.alive:
-            return conn
-        dialing = self._dialing.get(node.tcp)
-        if dialing is None:
-            dialing = asyncio.ensure_future(self._dial(node))
-            self._dialing[node.tcp] = dialing
-            dialing.add_done_callback(lambda _: self._dialing.pop(node.tcp, None))
-        return await asyncio.shield(dialing)
-
-    async def _dial(self, node: Node) -> NsqdConn:
-        conn = NsqdConn(node.tcp, self.config, on_close=self._publisher_closed)
-        try:
-            await conn.open(self.config.dial_timeout_s)
-        except TransportError:
-            self._down_until[node.tcp] = time.monotonic() + 1.0
-            raise
-        self._down_until.pop(node.tcp, None)
-        self._publishers[node.tcp] = conn
-        self.negotiated(conn)
-        return conn
-
-    def _publisher_closed(self, conn: NsqdConn) -> None:
-        if self._publishers.get(conn.address) is conn:
-            del self._publishers[conn.address]
+        nodes = await self._known_nodes()
+        await self.publishers.publish(nodes, topic, body, delay_ms, prefer)
 
     def _keep_publisher(self) -> None:
         """Keep one publishing connection up, so ``connected`` tells the truth."""
-        if self._dialing or any(c.alive for c in self._publishers.values()):
+        if self.publishers.dialing or self.publishers.alive:
             return
-        now = time.monotonic()
-        for node in self._ranked(""):
-            if self._down_until.get(node.tcp, 0.0) <= now:
-                self.spawn(self._publisher(node))
+        for node in self.publishers.ranked(self.nodes, ""):
+            if self.publishers.up(node):
+                self.spawn(self.publishers.redial(node))
                 return
 
     # -- consuming -------------------------------------------------------------------------
@@ -303,8 +251,9 @@ class NsqTransport(Transport):
         topic = new_reply_topic()
         sub = NsqSubscription(self, [topic], INBOX_CHANNEL, INBOX_MAX_IN_FLIGHT)
         await self._attach(sub)
-        linked = [node for node in self._ranked(topic) if (node.tcp, topic) in sub.links]
-        home = (linked or self._ranked(topic))[0]
+        ranked = self.publishers.ranked(self.nodes, topic)
+        linked = [node for node in ranked if (node.tcp, topic) in sub.links]
+        home = (linked or ranked)[0]
         return NsqInbox(sub, reply_address(topic, home.tcp))
 
     async def send_reply(self, address: str, body: bytes) -> None:
@@ -327,12 +276,9 @@ class NsqTransport(Transport):
         for node in await self._known_nodes():
             for name in names:
                 main += await self.http.figures(node, name, channel)
-            dead += await self._dead_figures(node, dead_topic)
+            dead += await self.http.figures(node, dead_topic, DEAD_CHANNEL)
         total_dead = dead.topic_depth + dead.depth + dead.in_flight + dead.deferred
         return ChannelStats(topic, channel, main.depth, main.in_flight, main.deferred, total_dead)
-
-    async def _dead_figures(self, node: Node, dead_topic: str) -> Figures:
-        return await self.http.figures(node, dead_topic, DEAD_CHANNEL)
 
     async def _dead_letter(
         self, topic: str, channel: str, delivery: NsqDelivery, reason: str
@@ -385,23 +331,11 @@ class NsqTransport(Transport):
     async def _dead_passes(
         self, topic: str, channel: str, decide: Decide, *, limit: int = 0, repeat: bool
     ) -> list[DeadLetter]:
-        """One pass over each nsqd's dead letters (more while ``repeat`` and some were
-        removed); ``limit`` > 0 caps how many are taken in all."""
         dead_topic = side_topic(self.config.wire(topic), channel, "dead")
-        seen: list[DeadLetter] = []
-        for node in await self._known_nodes():
-            while True:
-                figures = await self._dead_figures(node, dead_topic)
-                waiting = figures.topic_depth + figures.depth
-                if limit:
-                    waiting = min(waiting, limit - len(seen))
-                if waiting <= 0:
-                    break
-                letters = await dead_pass(self.config, node, dead_topic, waiting, decide)
-                seen += letters
-                if not (repeat and letters):
-                    break
-        return seen
+        nodes = await self._known_nodes()
+        return await dead_passes(
+            self.config, self.http, nodes, dead_topic, decide, limit=limit, repeat=repeat
+        )
 
     async def maintain(self) -> None:
         """Nothing to move (nsqd defers natively); re-read nsqlookupd when it is time."""

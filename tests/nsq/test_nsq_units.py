@@ -85,22 +85,24 @@ def test_reply_addresses_name_the_topic_and_the_nsqd() -> None:
 
 
 @pytest.mark.parametrize(
-    ("in_flight", "limit", "offset", "expected"),
+    ("in_flight", "limit", "offset", "primary", "expected"),
     [
-        ([0], 16, 0, [16]),
-        ([3], 16, 0, [16]),  # one link: RDY stays at the limit
-        ([0, 0], 16, 0, [8, 8]),
-        ([5, 0], 16, 0, [11, 5]),  # 11 free: 6 + 5
-        ([0, 0], 1, 0, [1, 0]),  # fewer slots than links: the share rotates
-        ([0, 0], 1, 1, [0, 1]),
-        ([1, 0], 1, 0, [1, 0]),  # nothing free: each keeps what it holds
-        ([], 4, 0, []),
+        ([0], 16, 0, None, [16]),
+        ([3], 16, 0, None, [16]),  # one link: RDY stays at the limit
+        ([0, 0], 16, 0, None, [8, 8]),
+        ([5, 0], 16, 0, None, [11, 5]),  # 11 free: 6 + 5
+        ([0, 0], 1, 0, None, [1, 0]),  # fewer slots than links: the share rotates
+        ([0, 0], 1, 1, None, [0, 1]),
+        ([1, 0], 1, 0, None, [1, 0]),  # nothing free: each keeps what it holds
+        ([1, 0, 1, 0], 4, 1, [True, False, True, False], [2, 0, 2, 0]),  # topic before replay
+        ([0, 0], 1, 3, [True, False], [0, 1]),  # but the replay topic has its turn too
+        ([], 4, 0, None, []),
     ],
 )
 def test_rdy_shares_never_exceed_max_in_flight(
-    in_flight: list[int], limit: int, offset: int, expected: list[int]
+    in_flight: list[int], limit: int, offset: int, primary: list[bool] | None, expected: list[int]
 ) -> None:
-    assert allot(in_flight, limit, offset) == expected
+    assert allot(in_flight, limit, offset, primary) == expected
     assert sum(expected) - sum(in_flight) <= max(0, limit - sum(in_flight))
 
 
