@@ -21,6 +21,7 @@ class BusTarget:
     tls: bool = False
     lookupd: tuple[str, ...] = ()  # nsqlookupd HTTP host:port
     password_in_url: bool = False
+    prefix: str = ""  # key prefix (Valkey, default "kf") / topic name prefix (NSQ)
 
 
 def parse(url: str) -> BusTarget:
@@ -31,7 +32,8 @@ def parse(url: str) -> BusTarget:
         return _valkey(url, scheme)
     if scheme == "nsq":
         hosts = tuple(h for h in parts.netloc.split(",") if h)
-        return BusTarget("nsq", lookupd=hosts)
+        prefix = parse_qs(parts.query).get("prefix", [""])[0]
+        return BusTarget("nsq", lookupd=hosts, prefix=prefix)
     if scheme == "memory":
         return BusTarget("memory")
     raise ValueError(f"unknown bus URL scheme {scheme!r} in {url!r}")
@@ -54,4 +56,5 @@ def _valkey(url: str, scheme: str) -> BusTarget:
         db=int(db_text),
         tls=VALKEY_SCHEMES[scheme],
         password_in_url=parts.password is not None,
+        prefix=parse_qs(parts.query).get("prefix", ["kf"])[0],
     )

@@ -83,7 +83,7 @@ def valkey_triggers(spec: Spec, fn: Function, target: Target, bus: BusTarget) ->
     lag = {"lagCount": str(fn.scaling.target), "activationLagCount": str(fn.scaling.activation)}
     # pending entries per replica = what one replica holds at once, so working replicas stay
     pending = {"pendingEntriesCount": str(fn.concurrency)}
-    topic_stream, retry_stream = streams(fn)
+    topic_stream, retry_stream = streams(fn, bus.prefix or DEFAULT_PREFIX)
     triggers: list[Obj] = [
         _redis("lag", {**connection, "stream": topic_stream, **lag}),
         _redis("pending", {**connection, "stream": topic_stream, **pending}),
@@ -107,7 +107,7 @@ def nsq_triggers(fn: Function, bus: BusTarget) -> list[Obj]:
             "name": "depth",
             "metadata": {
                 "nsqLookupdHTTPAddresses": ",".join(bus.lookupd),
-                "topic": fn.topic,
+                "topic": bus.prefix + fn.topic,
                 "channel": fn.channel,
                 "depthThreshold": str(fn.scaling.target),
                 "activationDepthThreshold": str(fn.scaling.activation),

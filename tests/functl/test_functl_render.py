@@ -276,3 +276,29 @@ def test_names_over_the_kubernetes_limit_are_refused() -> None:
     )
     with pytest.raises(UsageError, match="over Kubernetes' 52"):
         render.render(s, render.Target("fns", "demo"))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("valkey://v:6379/0?prefix=team1", ("team1:topic:t", "team1:retry:t:a")),
+        ("valkey://v:6379/0", ("kf:topic:t", "kf:retry:t:a")),
+        ("nsq://lookupd:4161?prefix=team1.", ("team1.t",)),
+    ],
+)
+def test_scalers_watch_the_names_the_bus_url_prefix_gives(
+    tmp_path: pytest.TempPathFactory, url: str, expected: tuple[str, ...]
+) -> None:
+    # Given a bus URL with a key/topic prefix (the transports honour ?prefix=)
+    path = tmp_path / "functions.yaml"  # type: ignore[operator]
+    path.write_text(
+        f"version: 1\nbus: {{url: '{url}'}}\nfunctions:\n"
+        "  - {name: a, handler: 'm:f', topic: t}\n"
+    )
+    # When rendered / Then KEDA watches the prefixed stream or topic
+    objs = render.render(spec.load(str(path)), render.Target("ns", "rel", "img:1"))
+    so = named(objs, "ScaledObject", "rel-a")
+    watched = {
+        t["metadata"].get("stream") or t["metadata"]["topic"] for t in so["spec"]["triggers"]
+    }
+    assert watched == set(expected)
