@@ -7,11 +7,15 @@ Decoding never raises anything but :class:`~kubefuncs.errors.DecodeError`.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgpack
@@ -27,6 +31,9 @@ REPLY = "reply"
 HTTP_RESPONSE = "http-response"
 ERROR = "error"
 KINDS = frozenset({EVENT, REQUEST, HTTP_REQUEST, REPLY, HTTP_RESPONSE, ERROR})
+# What a function runs its handler for. The decoder accepts any non-empty kind (forward
+# compatibility); a function dead-letters a kind not in this set (docs/protocol.md, 5).
+SERVED_KINDS = frozenset({EVENT, REQUEST, HTTP_REQUEST})
 
 MSGPACK = "application/msgpack"
 
@@ -203,9 +210,66 @@ def decode(body: bytes) -> Envelope:
         raise DecodeError(f"message body is {len(body)} bytes, over the {_MAX_BODY_BYTES} limit")
     try:
         raw = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except ValueError as e:
+        raise _unpack_error(e) from e
     except Exception as e:  # msgpack raises several unrelated types for bad input
         raise DecodeError(f"body is not valid msgpack: {e}") from e
-    return from_wire(raw)
+    env = from_wire(raw)
+    if (0xC4 in body or 0xC5 in body or 0xC6 in body) and _has_bin_key(raw, env.kind):
+        raise DecodeError(_KEY_ERROR + "bin")
+    return env
+
+
+_KEY_ERROR = "payload maps must have string keys (every map key in a message), got a key of type "
+_STRICT_KEY = " is not allowed for map key when strict_map_key=True"
+_MSGPACK_TYPE = {"NoneType": "nil", "list": "array", "dict": "map", "bytes": "bin"}
+
+
+def _unpack_error(e: ValueError) -> DecodeError:
+    text = str(e)
+    if text.endswith(_STRICT_KEY):  # msgpack's words for a non-str map key
+        python_type = text[: -len(_STRICT_KEY)]
+        return DecodeError(_KEY_ERROR + _MSGPACK_TYPE.get(python_type, python_type))
+    return DecodeError(f"body is not valid msgpack: {text}")
+
+
+_ENVELOPE_KEYS = frozenset(
+    {"v", "id", "topic", "kind", "time", "content_type", "reply_to", "correlation_id"}
+    | {"deadline", "headers", "payload"}
+)
+_STRUCTURED_KEYS = {
+    HTTP_REQUEST: frozenset({"method", "path", "query", "headers", "body"}),
+    HTTP_RESPONSE: frozenset({"status", "headers", "body"}),
+    ERROR: frozenset({"type", "message", "status"}),  # not "retryable": any value
+}
+
+
+def _has_bin_key(raw: dict[str, Any], kind: str) -> bool:
+    """strict_map_key lets str *and* bin keys through; decode() calls this only when the body
+    has a bin header byte (0xc4-0xc6) at all. Cheap and exact: keys that are all known names
+    are str, and from_wire has checked every known field (headers too) but the payload."""
+    if not _ENVELOPE_KEYS.issuperset(raw):
+        return _walk_has_bytes_key(raw)  # unknown keys (rare): look everywhere
+    payload = raw.get("payload")
+    known = _STRUCTURED_KEYS.get(kind)
+    if known is not None and payload.__class__ is dict and known.issuperset(payload):
+        return False  # its headers are checked, its other fields are not maps
+    return _walk_has_bytes_key(payload)
+
+
+def _walk_has_bytes_key(value: Any) -> bool:
+    if value.__class__ is dict:
+        try:
+            "".join(value)
+        except TypeError:
+            return True
+        value = value.values()
+    elif value.__class__ is not list:
+        return False
+    for v in value:
+        if (v.__class__ is dict or v.__class__ is list) and _walk_has_bytes_key(v):
+            return True
+    return False
 
 
 def from_wire(raw: Any) -> Envelope:
@@ -213,12 +277,14 @@ def from_wire(raw: Any) -> Envelope:
     if not isinstance(raw, dict):
         raise DecodeError(f"envelope must be a msgpack map, got {type(raw).__name__}")
     v = raw.get("v")
-    if v != VERSION or isinstance(v, bool):
-        raise DecodeError(f"unsupported envelope version {v!r}: this consumer speaks v{VERSION}")
-    kind = _str(raw, "kind", required=True)
+    if v.__class__ is not int or v != VERSION:  # not 1.0, not True
+        raise DecodeError(
+            f"unsupported envelope version {v!r}: this consumer speaks v{VERSION} (the integer 1)"
+        )
+    kind = _required_str(raw, "kind")
     payload = raw.get("payload")
     return Envelope(
-        id=_str(raw, "id", required=True),
+        id=_required_str(raw, "id"),
         topic=_str(raw, "topic") or "",
         kind=kind,
         payload=_payload(kind, payload),
@@ -231,14 +297,19 @@ def from_wire(raw: Any) -> Envelope:
     )
 
 
-def _str(raw: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+def _required_str(raw: Mapping[str, Any], key: str) -> str:
     value = raw.get(key)
     if value is None:
-        if required:
-            raise DecodeError(f"envelope field {key!r} is missing")
-        return None
-    if not isinstance(value, str) or (required and not value):
+        raise DecodeError(f"envelope field {key!r} is missing")
+    if not isinstance(value, str) or not value:
         raise DecodeError(f"envelope field {key!r} must be a non-empty string, got {value!r:.60}")
+    return value
+
+
+def _str(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DecodeError(f"envelope field {key!r} must be a string or nil, got {value!r:.60}")
     return value
 
 
@@ -247,17 +318,20 @@ def _int(raw: Mapping[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise DecodeError(f"envelope field {key!r} must be an integer (unix ms), got {value!r:.60}")
+        raise DecodeError(
+            f"envelope field {key!r} must be an integer (unix ms) or nil, got {value!r:.60}"
+        )
     return value
 
 
 def _str_map(value: Any, where: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict):
         raise DecodeError(f"{where} must be a map of string to string")
+    for k, v in value.items():  # a loop, not all(<generator>): this is the hot path
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise DecodeError(f"{where} must be a map of string to string")
     return value
 
 
@@ -329,55 +403,223 @@ def _error(payload: Any) -> ErrorInfo:
 
 # -- CloudEvents ---------------------------------------------------------------------------
 
-_CE_CORE = {"id", "source", "type", "time", "datacontenttype", "data", "specversion"}
+# Attribute names the envelope's headers never become: the CloudEvents core attributes, the
+# JSON format's data_base64, and every name starting with "kf" (kubefuncs's own extensions).
+_CE_CORE = frozenset(
+    {"specversion", "id", "source", "type", "time", "datacontenttype", "dataschema", "subject"}
+    | {"data", "data_base64"}
+)
+# Headers that carry a core attribute the envelope has no field for.
+_CE_HEADER_ATTRS = {
+    "ce-source": "source",
+    "ce-type": "type",
+    "ce-subject": "subject",
+    "ce-dataschema": "dataschema",
+}
+# A header becomes an extension attribute of the same name only when the name is a valid
+# one that is also short (CloudEvents: a-z and 0-9; SHOULD NOT exceed 20 characters) ...
+_CE_EXT_NAME = re.compile(r"[a-z0-9]{1,20}")
+# ... and its value a valid CloudEvents String (no control characters, surrogates or
+# noncharacters). Every other header travels in the kfheaders extension, as JSON.
+_CE_NOT_STRING = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(p + 0xFFFE)}{chr(p + 0xFFFF)}" for p in range(0, 0x110000, 0x10000))
+    + "]"
+)
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_INTEGER = re.compile(r"-?[0-9]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
 
 
 def to_cloudevent(env: Envelope, *, source: str | None = None) -> dict[str, Any]:
-    """Map an envelope to a CloudEvents 1.0 event (structured form, as a dict)."""
+    """Map an envelope to a CloudEvents 1.0 event (structured form, as a dict).
+
+    Lossless: ``from_cloudevent(to_cloudevent(env)) == env`` for every envelope whose time
+    RFC 3339 can express (years 1-9999; ValueError otherwise), when ``source`` is None.
+    """
+    default = {"source": f"/kubefuncs/topics/{env.topic}", "type": f"io.kubefuncs.{env.kind}"}
     ce: dict[str, Any] = {
         "specversion": "1.0",
         "id": env.id,
-        "source": source or env.headers.get("ce-source", f"/kubefuncs/topics/{env.topic}"),
-        "type": env.headers.get("ce-type", f"io.kubefuncs.{env.kind}"),
-        "time": datetime.fromtimestamp(env.time_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
-        "datacontenttype": env.content_type,
-        "data": payload_to_wire(env.payload),
-        "kftopic": env.topic,
+        "source": source or default["source"],
+        "type": default["type"],
+        "time": _rfc3339(env.time_ms),
+        "datacontenttype": env.content_type or MSGPACK,
     }
-    for key in ("reply_to", "correlation_id"):
-        value = getattr(env, key)
-        if value is not None:
-            ce["kf" + key.replace("_", "")] = value
+    if isinstance(env.payload, bytes | bytearray):
+        ce["data_base64"] = base64.b64encode(env.payload).decode("ascii")
+    else:
+        ce["data"] = payload_to_wire(env.payload)
+    ce["kftopic"] = env.topic
+    if env.kind != EVENT:
+        ce["kfkind"] = env.kind
+    if env.reply_to is not None:
+        ce["kfreplyto"] = env.reply_to
+    if env.correlation_id is not None:
+        ce["kfcorrelationid"] = env.correlation_id
     if env.deadline_ms is not None:
         ce["kfdeadline"] = env.deadline_ms
-    for key, value in env.headers.items():
-        if key not in ("ce-source", "ce-type"):
-            ce[key.replace("-", "").lower()] = value
+    _headers_to_ce(env.headers, ce, default, replaced_source=bool(source))
     return ce
 
 
+def _headers_to_ce(
+    headers: Mapping[str, str], ce: dict[str, Any], default: dict[str, str], replaced_source: bool
+) -> None:
+    rest: dict[str, str] = {}
+    for name, value in headers.items():
+        attr = _CE_HEADER_ATTRS.get(name)
+        if attr is not None:
+            # from_cloudevent gives the header back from the attribute unless the attribute
+            # has its default value (or the source argument replaced it)
+            if (
+                value
+                and value != default.get(attr)
+                and not (attr == "source" and replaced_source)
+                and not _CE_NOT_STRING.search(value)
+            ):
+                ce[attr] = value
+                continue
+        elif (
+            _CE_EXT_NAME.fullmatch(name)
+            and name not in _CE_CORE
+            and not name.startswith("kf")
+            and not _CE_NOT_STRING.search(value)
+        ):
+            ce[name] = value
+            continue
+        rest[name] = value
+    if rest:
+        ce["kfheaders"] = json.dumps(rest, separators=(",", ":"))  # ASCII: a valid String
+
+
 def from_cloudevent(ce: Mapping[str, Any], *, topic: str | None = None) -> Envelope:
-    """Build an ``event`` envelope from a CloudEvents 1.0 event in structured form."""
+    """Build an envelope from a CloudEvents 1.0 event in structured form (a dict as read from
+    the JSON format). The kind is ``kfkind``, else ``event``. Raises :class:`DecodeError`."""
+    if not isinstance(ce, Mapping):
+        raise DecodeError(f"a CloudEvent must be a map, got {type(ce).__name__}")
     for key in ("id", "source", "type"):
-        if not isinstance(ce.get(key), str):
-            raise DecodeError(f"CloudEvent attribute {key!r} is missing or not a string")
-    headers = {"ce-source": ce["source"], "ce-type": ce["type"]}
-    known = _CE_CORE | {"kftopic", "kfreplyto", "kfcorrelationid", "kfdeadline"}
-    headers.update({k: str(v) for k, v in ce.items() if k not in known})
-    time_ms = now_ms()
-    if isinstance(ce.get("time"), str):
-        try:
-            time_ms = int(
-                datetime.fromisoformat(ce["time"].replace("Z", "+00:00")).timestamp() * 1000
-            )
-        except ValueError as e:
-            raise DecodeError(f"CloudEvent 'time' is not RFC 3339: {ce['time']!r}") from e
+        if not isinstance(ce.get(key), str) or not ce[key]:
+            raise DecodeError(f"CloudEvent attribute {key!r} is missing or not a non-empty string")
+    kftopic = _ce_str(ce, "kftopic")
+    kind = _ce_str(ce, "kfkind") or EVENT
+    time_ms = now_ms() if ce.get("time") is None else _parse_rfc3339(ce["time"])
+    if ce.get("data_base64") is not None:
+        if ce.get("data") is not None:
+            raise DecodeError("a CloudEvent has either 'data' or 'data_base64', not both")
+        payload: Any = _base64(ce["data_base64"])
+    else:
+        payload = ce.get("data")
     return Envelope(
         id=ce["id"],
-        topic=topic or str(ce.get("kftopic", "")),
-        kind=EVENT,
-        payload=ce.get("data"),
+        topic=topic or kftopic or "",
+        kind=kind,
+        payload=_payload(kind, payload),
         time_ms=time_ms,
-        content_type=str(ce.get("datacontenttype", MSGPACK)),
-        headers=headers,
+        content_type=_ce_str(ce, "datacontenttype") or MSGPACK,
+        reply_to=_ce_str(ce, "kfreplyto"),
+        correlation_id=_ce_str(ce, "kfcorrelationid"),
+        deadline_ms=_ce_int(ce, "kfdeadline"),
+        headers=_headers_from_ce(ce, kind, kftopic),
     )
+
+
+def _headers_from_ce(ce: Mapping[str, Any], kind: str, kftopic: str | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in ce.items():
+        if name not in _CE_CORE and not name.startswith("kf") and value is not None:
+            headers[name] = _ce_value(name, value)
+    default = {"type": f"io.kubefuncs.{kind}"}
+    if kftopic is not None:
+        default["source"] = f"/kubefuncs/topics/{kftopic}"
+    for header, attr in _CE_HEADER_ATTRS.items():
+        value = _ce_str(ce, attr)
+        if value is not None and value != default.get(attr):
+            headers[header] = value
+    headers.update(_kfheaders(ce.get("kfheaders")))  # exact names and values: they win
+    return headers
+
+
+def _rfc3339(ms: int) -> str:
+    try:
+        when = _EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
+        raise ValueError(f"time {ms} (unix ms) is outside what RFC 3339 can express") from None
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def _parse_rfc3339(text: Any) -> int:
+    """Unix ms of an RFC 3339 date-time; the offset (Z or +hh:mm) is required."""
+    m = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise DecodeError(f"CloudEvent 'time' is not RFC 3339 with an offset: {text!r:.60}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    fraction, sign, off_h, off_m = m.group(7, 8, 9, 10)
+    millis = int((fraction or "").ljust(3, "0")[:3])
+    if second == 60:  # a leap second: unix time has none, take the last ms before it
+        second, millis = 59, 999
+    try:
+        ms = (datetime(year, month, day, hour, minute, second) - _NAIVE_EPOCH) // _MS
+    except ValueError as e:
+        raise DecodeError(f"CloudEvent 'time' is not RFC 3339: {text!r:.60} ({e})") from e
+    if sign is not None:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise DecodeError(f"CloudEvent 'time' is not RFC 3339: {text!r:.60} (bad offset)")
+        offset = (int(off_h) * 60 + int(off_m)) * 60_000
+        ms -= offset if sign == "+" else -offset
+    return ms + millis
+
+
+def _ce_str(ce: Mapping[str, Any], key: str) -> str | None:
+    value = ce.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DecodeError(f"CloudEvent attribute {key!r} must be a string, got {value!r:.60}")
+    return value
+
+
+def _ce_int(ce: Mapping[str, Any], key: str) -> int | None:
+    value = ce.get(key)
+    if value is None or (value.__class__ is int):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value):  # e.g. after HTTP binary mode
+        return int(value)
+    raise DecodeError(f"CloudEvent attribute {key!r} must be an integer, got {value!r:.60}")
+
+
+def _ce_value(name: str, value: Any) -> str:
+    """An extension attribute's value as a header value."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    raise DecodeError(
+        f"CloudEvent attribute {name!r} must be a string, integer or boolean, got {value!r:.60}"
+    )
+
+
+def _kfheaders(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    try:
+        headers = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        headers = None
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise DecodeError("CloudEvent attribute 'kfheaders' must be a JSON object of strings")
+    return headers
+
+
+def _base64(value: Any) -> bytes:
+    try:
+        if isinstance(value, str):
+            return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    raise DecodeError("CloudEvent 'data_base64' must be a base64 string")

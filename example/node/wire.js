@@ -28,9 +28,15 @@ class StrictDecoder extends Decoder {
   }
 }
 
+// Payloads are JSON-compatible: every map key is a str (bin keys included in the ban).
 const decoder = new StrictDecoder({
   mapKeyConverter: (key) => {
-    if (typeof key !== 'string') throw new Error(`map key ${String(key)} is not a string`);
+    if (typeof key !== 'string') {
+      throw new DecodeError(
+        'payload maps must have string keys (every map key in a message), got a key of type ' +
+          typeName(key),
+      );
+    }
     return key;
   },
 });
@@ -48,6 +54,7 @@ function decode(body) {
   try {
     raw = decoder.decode(body);
   } catch (e) {
+    if (e instanceof DecodeError) throw e;
     throw new DecodeError(`body is not valid msgpack: ${e.message}`);
   }
   return fromWire(raw);
@@ -57,7 +64,10 @@ function decode(body) {
 function fromWire(raw) {
   if (!isMap(raw)) throw new DecodeError(`envelope must be a msgpack map, got ${typeName(raw)}`);
   if (raw.v !== VERSION) {
-    throw new DecodeError(`unsupported envelope version ${raw.v}: this consumer speaks v1`);
+    // JavaScript numbers cannot tell 1.0 from 1: a float 1.0 passes here (docs/protocol.md, 1)
+    throw new DecodeError(
+      `unsupported envelope version ${raw.v}: this consumer speaks v1 (the integer 1)`,
+    );
   }
   const kind = str(raw, 'kind', true);
   return {
@@ -82,7 +92,8 @@ function str(raw, key, required = false) {
     return null;
   }
   if (typeof value !== 'string' || (required && !value)) {
-    throw new DecodeError(`envelope field '${key}' must be a non-empty string`);
+    const what = required ? 'a non-empty string' : 'a string or nil';
+    throw new DecodeError(`envelope field '${key}' must be ${what}`);
   }
   return value;
 }
@@ -90,7 +101,9 @@ function str(raw, key, required = false) {
 function int(raw, key) {
   const value = raw[key];
   if (value === undefined || value === null) return null;
-  if (!isInt(value)) throw new DecodeError(`envelope field '${key}' must be an integer (unix ms)`);
+  if (!isInt(value)) {
+    throw new DecodeError(`envelope field '${key}' must be an integer (unix ms) or nil`);
+  }
   return value;
 }
 
@@ -164,9 +177,12 @@ function errorInfo(p) {
 }
 
 function typeName(x) {
-  if (x === null) return 'nil';
+  if (x === null || x === undefined) return 'nil';
   if (Array.isArray(x)) return 'array';
-  return isBytes(x) ? 'bin' : typeof x;
+  if (isBytes(x)) return 'bin';
+  if (typeof x === 'number') return Number.isInteger(x) ? 'int' : 'float';
+  if (typeof x === 'boolean') return 'bool';
+  return isMap(x) ? 'map' : typeof x;
 }
 
 // -- encoding ----------------------------------------------------------------------------
