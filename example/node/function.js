@@ -6,6 +6,8 @@ const http = require('node:http');
 const wire = require('./wire');
 const { Bus } = require('./bus');
 
+const SERVED_KINDS = new Set(['event', 'request', 'http-request']);
+
 // -- the work: upper-case text --------------------------------------------------------------
 
 async function handle(payload, ctx) {
@@ -130,6 +132,14 @@ class Runtime {
     if (wire.expired(env)) {
       log('info', 'skipped: past its deadline', extra);
       return this.bus.ack(m);
+    }
+    if (!SERVED_KINDS.has(env.kind)) {
+      // never run: answer a waiting caller, then keep it as a dead letter
+      const err = Object.assign(new Error(`a function does not serve ${env.kind} messages`),
+        { name: 'UnsupportedKind' });
+      log('warn', `unsupported kind dead-lettered: ${env.kind}`, extra);
+      if (env.reply_to) await this.replyError(env, err);
+      return this.bus.deadLetter(m, `UnsupportedKind: ${err.message}`);
     }
     try {
       const result = await this.invoke(env, m);
