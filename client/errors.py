@@ -51,3 +51,7 @@ class Retry(KubefuncsError):
 
 class Reject(KubefuncsError):
     """Raise from a handler to fail the message without further attempts."""
+
+
+class UnsupportedKind(Reject):
+    """A message of a kind functions do not serve (a reply, say): never run, dead-lettered."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import wire
 from .client import Client
-from .errors import DecodeError, Reject, Retry, TransportError
+from .errors import DecodeError, Reject, Retry, TransportError, UnsupportedKind
 from .function import Context, Function, error_reply, to_reply
 from .metrics import RuntimeMetrics
 from .retry import Action, decide
@@ -24,6 +24,58 @@ from .transport._flow import backoff_s
 log = logging.getLogger("kubefuncs.runtime")
 
 _QUIET_ERRORS = (Retry, Reject, TimeoutError)
+
+
+class _Running:
+    """The handlers running now, oldest first: their time limit and their keep-alive.
+
+    Every handler gets the same limit, so the earliest deadline is the oldest entry (a dict
+    keeps insertion order) and one timer serves them all; ``asyncio.timeout`` per message
+    cost a timer handle, heap work and a context manager for each."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.handlers: dict[asyncio.Task[Any], tuple[Delivery, float]] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, task: asyncio.Task[Any], delivery: Delivery) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.handlers[task] = (delivery, now)
+        if self._timer is None:
+            self._timer = loop.call_at(now + self.limit_s, self._expire)
+
+    def finish(self, task: asyncio.Task[Any]) -> bool:
+        """Forget ``task``; True when its time ran out (once)."""
+        self.handlers.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def _expire(self) -> None:
+        """Cancel the handlers past their time; wait for the next oldest."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for task, (_, started) in list(self.handlers.items()):
+            if task in self._expired:
+                continue
+            if started + self.limit_s > now:
+                self._timer = loop.call_at(started + self.limit_s, self._expire)
+                return
+            self._expired.add(task)
+            task.cancel()
+
+    def older_than(self, age_s: float) -> list[Delivery]:
+        now = asyncio.get_running_loop().time()
+        return [d for d, started in self.handlers.values() if now - started >= age_s]
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Runtime:
@@ -49,7 +101,9 @@ class Runtime:
         self._is_async = fn.is_async
         self._wants_context = fn.wants_context
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running = _Running(self.settings.timeout_s)
         self._stopping = asyncio.Event()
+        self._finished = False  # loops check it too: a swallowed cancel must not keep them
         self.consuming = False
 
     @property
@@ -77,15 +131,19 @@ class Runtime:
         background = [
             asyncio.create_task(self._consume(sub)),
             asyncio.create_task(self._maintain()),
+            asyncio.create_task(self._keep_alive()),
         ]
         try:
             await self._stopping.wait()
         finally:
             self.consuming = False
             await sub.close()
-            for task in background:
+            background[0].cancel()
+            await self._drain()  # touching and housekeeping go on while in-flight work ends
+            self._finished = True
+            for task in background[1:]:
                 task.cancel()
-            await self._drain()
+            self._running.close()
             await self.client.close()
             if self._owns_transport:
                 await self.transport.close()
@@ -113,12 +171,29 @@ class Runtime:
             task.add_done_callback(self._tasks.discard)
 
     async def _maintain(self) -> None:
-        while True:
+        while not self._finished:
             await asyncio.sleep(1.0)
             try:
                 await self.transport.maintain()
             except Exception as e:  # housekeeping must never stop the function
                 log.debug("maintenance skipped: %s", e)
+
+    async def _keep_alive(self) -> None:
+        """Touch deliveries that have been in the handler for a touch interval, so the bus
+        does not hand them to someone else. One loop for all of them (a task per message
+        was the runtime's largest per-message cost): every half interval it touches what
+        has run for one, so a delivery goes at most 1.5 intervals untouched."""
+        every = self.transport.touch_interval_s
+        if every is None or self.settings.timeout_s < every:
+            return
+        while not self._finished:
+            await asyncio.sleep(every / 2)
+            await asyncio.gather(*(self._touch(d) for d in self._running.older_than(every)))
+
+    @staticmethod
+    async def _touch(delivery: Delivery) -> None:
+        with contextlib.suppress(TransportError):
+            await delivery.touch()
 
     async def _drain(self) -> None:
         """Let in-flight work finish within the grace period, then hand the rest back."""
@@ -164,6 +239,10 @@ class Runtime:
             m.outcome["expired"].inc()
             await delivery.ack()
             return
+        if env.kind not in wire.SERVED_KINDS:
+            error = UnsupportedKind(f"a function does not serve {env.kind} messages")
+            await self._failed(delivery, env, error)
+            return
         started = time.perf_counter()
         try:
             result = await self._invoke(env, delivery)
@@ -190,29 +269,22 @@ class Runtime:
                 self.client,
             )
             args = (env.payload, ctx)
-        keeper = self._keep_alive(delivery)
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        self._running.start(task, delivery)
         try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                if self._is_async:
-                    return await self._handler(*args)
-                return await asyncio.to_thread(self._handler, *args)
+            if self._is_async:
+                return await self._handler(*args)
+            return await asyncio.to_thread(self._handler, *args)
+        except asyncio.CancelledError:
+            # as asyncio.timeout: our own cancel becomes TimeoutError, anyone else's stays
+            if self._running.finish(task) and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
         finally:
-            if keeper is not None:
-                keeper.cancel()
-
-    def _keep_alive(self, delivery: Delivery) -> asyncio.Task[None] | None:
-        """Touch long-running deliveries so the bus does not hand them to someone else."""
-        every = self.transport.touch_interval_s
-        if every is None or self.settings.timeout_s < every:
-            return None
-
-        async def touch() -> None:
-            while True:
-                await asyncio.sleep(every)
-                with contextlib.suppress(TransportError):
-                    await delivery.touch()
-
-        return asyncio.create_task(touch())
+            if self._running.finish(task):  # time ran out, but the handler ignored it
+                task.uncancel()
 
     async def _failed(self, delivery: Delivery, env: wire.Envelope, error: Exception) -> None:
         waits = bool(env.reply_to) and not env.expired()

@@ -9,24 +9,55 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+# one queued command: its arguments and the callers waiting for its result (several when
+# merged, see Coalescer.merged)
+_Entry = tuple[list[Any], list[asyncio.Future[Any]]]
+
 
 class Coalescer:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._queue: list[_Entry] = []
+        self._merging: dict[tuple[Any, ...], _Entry] = {}
         self._busy = False
         self._flusher: asyncio.Task[None] | None = None
 
     async def execute(self, *args: Any) -> Any:
-        if not self._busy:
+        if not self._busy:  # inline rather than a helper: sequential publishes come here
             self._busy = True
             try:
-                return await self._redis.execute_command(*args)
+                return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
             finally:
                 self._busy = False
                 self._kick()
+        return await self._enqueue((list(args), []))
+
+    async def merged(self, head: tuple[Any, ...], item: Any) -> Any:
+        """Run ``*head, item``; items with the same head that wait for the same round trip
+        go as one command (``XACK stream group id1 id2 ...``). Every caller gets the merged
+        command's result.
+
+        Unlike :meth:`execute`, a lone item waits for the end of the current loop turn:
+        handlers of one batch finish in the same turn, and their acks then go as one
+        command rather than one alone and the rest a round trip later (which also made the
+        reader fetch one message, then the rest)."""
+        entry = self._merging.get(head)
+        if entry is None:
+            entry = self._merging[head] = ([*head], [])
+            self._queue.append(entry)
+            if not self._busy:
+                asyncio.get_running_loop().call_soon(self._kick)
+        entry[0].append(item)
+        return await self._wait(entry)
+
+    async def _enqueue(self, entry: _Entry) -> Any:
+        self._queue.append(entry)
+        return await self._wait(entry)
+
+    @staticmethod
+    async def _wait(entry: _Entry) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((args, future))
+        entry[1].append(future)
         return await future
 
     def _kick(self) -> None:
@@ -37,27 +68,36 @@ class Coalescer:
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch, self._queue = self._queue, []
+                batch, self._queue, self._merging = self._queue, [], {}
                 await self._run(batch)
         finally:
             self._busy = False
             self._kick()
 
-    async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _run(self, batch: list[_Entry]) -> None:
+        try:
+            results = await self._send(batch)
+        except Exception as e:  # connection trouble (or the error of a lone command)
+            for _, futures in batch:
+                _settle(futures, e)
+            return
+        for (_, futures), result in zip(batch, results, strict=True):
+            _settle(futures, result)
+
+    async def _send(self, batch: list[_Entry]) -> list[Any]:
+        if len(batch) == 1:  # one (maybe merged) command: no pipeline needed
+            return [await self._redis.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
         pipe = self._redis.pipeline(transaction=False)
         for args, _ in batch:
             pipe.execute_command(*args)
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except Exception as e:  # connection trouble: every caller of the batch hears it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(e)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        return await pipe.execute(raise_on_error=False)
+
+
+def _settle(futures: list[asyncio.Future[Any]], result: Any) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -86,9 +86,7 @@ class ValkeyDelivery(Delivery):
         while True:
             try:
                 if action is None:
-                    await self._sub.transport.call(
-                        "XACK", self.stream, self._sub.channel, self.entry_id
-                    )
+                    await self._sub.transport.ack(self.stream, self._sub.channel, self.entry_id)
                 else:
                     await action()
                 break

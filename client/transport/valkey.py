@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,8 +82,9 @@ def delayed_member(attempts: int, body: bytes) -> bytes:
 class ValkeyTransport(Transport):
     """Transport on Valkey/Redis streams; see the module docstring for the layout."""
 
-    def __init__(self, url: str, *, password: str | None = None,
-                 redis: Redis | None = None) -> None:
+    def __init__(
+        self, url: str, *, password: str | None = None, redis: Redis | None = None
+    ) -> None:
         self.url = url
         opts = options(url)
         self.keys = Keys(opts.get("prefix", "kf"))
@@ -148,8 +150,15 @@ class ValkeyTransport(Transport):
 
     async def call(self, *args: Any) -> Any:
         """Run one command through the coalescer; TransportError on connection trouble."""
+        return await self._checked(self.coalescer.execute(*args))
+
+    async def ack(self, stream: str, group: str, entry_id: bytes) -> None:
+        """XACK one entry; acks waiting for the same round trip go as one XACK."""
+        await self._checked(self.coalescer.merged(("XACK", stream, group), entry_id))
+
+    async def _checked(self, command: Awaitable[Any]) -> Any:
         try:
-            result = await self.coalescer.execute(*args)
+            result = await command
         except CONNECTION_ERRORS as e:
             self.mark(False)
             raise TransportError(f"bus {self.safe_url} unreachable: {e}") from e

@@ -208,3 +208,14 @@ async def test_stop_drains_in_flight_work() -> None:
         await asyncio.sleep(0.05)  # in flight now
     # leaving the block stops the runtime; it waited for the handler
     assert done == ["a"]
+
+
+async def test_a_kind_functions_do_not_serve_is_answered_and_dead_lettered() -> None:
+    async with run(echo) as f:
+        stray = wire.make("echo", "x", kind=wire.REPLY,
+                          reply_to=await f.client.replies.address())
+        reply = await f.client.request(stray, 5)
+        await f.settle()
+        (dead,) = await f.dead_letters()
+    assert reply.kind == wire.ERROR and reply.payload.type == "UnsupportedKind"
+    assert dead.reason.startswith("UnsupportedKind: a function does not serve reply messages")

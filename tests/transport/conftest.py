@@ -98,10 +98,13 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
 
 @contextlib.asynccontextmanager
 async def maintained(t: Transport, every_s: float = 0.02) -> AsyncIterator[None]:
-    """Run the transport's housekeeping in the background, as long-running processes do."""
+    """Run the transport's housekeeping in the background, as long-running processes do.
+    Stopped by a flag, not only by cancel: redis-py's use of asyncio.wait_for on Python 3.11
+    can swallow a cancellation, which would leave the loop running forever."""
+    stop = asyncio.Event()
 
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             await t.maintain()
             await asyncio.sleep(every_s)
 
@@ -109,6 +112,7 @@ async def maintained(t: Transport, every_s: float = 0.02) -> AsyncIterator[None]
     try:
         yield
     finally:
+        stop.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
