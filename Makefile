@@ -12,7 +12,7 @@ setup:  ## install system packages, the locked Python env, Node and chart tools
 dev: setup  ## gateway + every example function on an in-process bus, on :8080
 	$(VENV)/functl dev example/functions.yaml
 
-test: setup  ## the whole suite, real Valkey 8 / Redis 7 included
+test: setup lint typecheck  ## lint, types, then the whole suite (real Valkey 8 / Redis 7)
 	$(VENV)/pytest -q
 
 test-fast:  ## unit tier only (memory bus, fakeredis): no servers needed

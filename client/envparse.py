@@ -12,8 +12,9 @@ from .errors import ConfigError
 Parser = Callable[[str, str], Any]
 
 
-def read(cls: type, env: Mapping[str, str], names: Mapping[str, str],
-         parsers: Mapping[str, Parser]) -> dict[str, Any]:
+def read(
+    cls: type, env: Mapping[str, str], names: Mapping[str, str], parsers: Mapping[str, Parser]
+) -> dict[str, Any]:
     """The fields of dataclass ``cls`` whose variable (``names[field]``) is set in ``env``."""
     values: dict[str, Any] = {}
     for f in fields(cls):

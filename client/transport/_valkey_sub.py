@@ -142,7 +142,7 @@ class ValkeySubscription(Subscription):
             return claimed
         block_ms = self.transport.block_ms
         try:
-            response = await self.transport.redis.xreadgroup(
+            response: Any = await self.transport.redis.xreadgroup(
                 self.channel,
                 self.consumer,
                 {s: ">" for s in self.streams},
@@ -193,21 +193,21 @@ class ValkeySubscription(Subscription):
         return out
 
     async def _delivery_counts(self, stream: str, ids: list[bytes]) -> dict[bytes, int]:
-        rows = await self.transport.redis.xpending_range(
+        rows: Any = await self.transport.redis.xpending_range(
             stream,
             self.channel,
             min=ids[0],
             max=ids[-1],
-            count=len(ids) * 2,
+            count=len(ids) + self.window.limit,  # ours in that range: these + in flight
             consumername=self.consumer,
         )
-        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
+        return {bytes(row["message_id"]): int(row["times_delivered"]) for row in rows}
 
     async def claim(self, stream: str, ids: list[bytes], *, idle_ms: int = 0) -> None:
         """Reset (or set) the idle time of our own pending entries without counting a delivery."""
         try:
             await self.transport.redis.xclaim(
-                stream, self.channel, self.consumer, 0, ids, idle=idle_ms, justid=True
+                stream, self.channel, self.consumer, 0, list[Any](ids), idle=idle_ms, justid=True
             )
         except (RedisError, OSError) as e:
             raise TransportError(f"touch failed: {e}") from e
@@ -231,7 +231,7 @@ class ValkeyInbox(Inbox):
         while not self._closed:
             try:
                 popped = await self._pop()
-                more = await redis.lpop(self.address, 255) if popped else None
+                more: Any = await redis.lpop(self.address, 255) if popped else None
             except (RedisError, OSError) as e:
                 failures += 1
                 self.transport.mark(False)
@@ -240,9 +240,9 @@ class ValkeyInbox(Inbox):
                 continue
             failures = 0
             if popped:
-                yield popped[1]
+                yield bytes(popped[1])
                 for body in more or []:
-                    yield body
+                    yield bytes(body)
 
     async def close(self) -> None:
         self._closed = True
