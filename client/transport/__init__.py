@@ -8,7 +8,6 @@ Transport options travel as query parameters (``?visibility_timeout_s=30``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError
@@ -45,9 +44,7 @@ def options(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
 
 
-def from_url(
-    url: str, *, password: str | None = None, env: Mapping[str, str] | None = None
-) -> Transport:
+def from_url(url: str, *, password: str | None = None) -> Transport:
     """A transport for ``url``, not yet connected. Raises ConfigError for an unknown scheme."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":

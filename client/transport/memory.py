@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -94,12 +94,12 @@ class MemoryBus:
         for ch in channels.values():
             ch.push(_Item(body))
 
-    def later(self, delay_s: float, fn: object, *args: object) -> None:
+    def later(self, delay_s: float, fn: Callable[..., None], *args: object) -> None:
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
             self.timers.discard(handle)
-            fn(*args)  # type: ignore[operator]
+            fn(*args)
 
         handle = loop.call_later(delay_s, fire)
         self.timers.add(handle)

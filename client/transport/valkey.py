@@ -195,11 +195,7 @@ class ValkeyTransport(Transport):
         pipe = self.redis.pipeline(transaction=True)
         for command in commands:
             pipe.execute_command(*command)
-        try:
-            result: list[Any] = await pipe.execute()
-        except CONNECTION_ERRORS as e:
-            self.mark(False)
-            raise TransportError(f"bus {self.safe_url} unreachable: {e}") from e
+        result: list[Any] = await self._checked(pipe.execute())
         return result
 
     # -- consuming -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from kubefuncs.functl import spec as specs
 from kubefuncs.functl.dev import plan
 
-from tests.gateway.procs import ROOT, Proc
+from tests.procs import ROOT, Proc
 from tests.servers import ServerProcess, free_port
 
 MIXED = """

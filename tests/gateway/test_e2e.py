@@ -16,9 +16,8 @@ from aiohttp.test_utils import TestServer
 from kubefuncs import wire
 from redis.asyncio import Redis
 
+from tests.procs import Proc
 from tests.servers import ServerProcess, free_port
-
-from .procs import Proc
 
 pytestmark = pytest.mark.real
 

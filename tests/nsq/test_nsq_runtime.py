@@ -16,9 +16,9 @@ from kubefuncs.gateway import GatewaySettings, create_app, loads
 from kubefuncs.runtime import Runtime
 from kubefuncs.transport import Transport, from_url
 
-from tests.gateway.procs import Proc
 from tests.nsq.support import eventually, nsq_url
 from tests.nsq_double import NsqdProcess
+from tests.procs import Proc
 from tests.servers import free_port
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kubefuncs import Client
 
-from tests.gateway.procs import Proc
+from tests.procs import Proc
 from tests.servers import ServerProcess, free_port
 
 pytestmark = pytest.mark.real
