@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .auth import Authenticator
 from .calls import CallStore, MemoryCallStore, ValkeyCallStore
+from .calls_nsq import NsqCallStore
 from .metrics import GatewayMetrics
 from .proxy import Gateway
 from .ratelimit import Command, Limiter, MemoryLimiter, ValkeyLimiter
@@ -51,7 +52,7 @@ def create_app(
     app = web.Application(client_max_size=max(1, settings.max_body_bytes))
     app[GATEWAY] = gateway
     app[OWNS_TRANSPORT] = owned
-    app.cleanup_ctx.extend([_bus_ctx, _maintain_ctx, _session_ctx])
+    app.cleanup_ctx.extend([_bus_ctx, _calls_ctx, _maintain_ctx, _session_ctx])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -82,7 +83,9 @@ def _limiter(bus: Transport) -> Limiter:
 
 def _store(bus: Transport) -> CallStore:
     call, prefix = _shared_store(bus)
-    return MemoryCallStore() if call is None else ValkeyCallStore(call, prefix)
+    if call is not None:
+        return ValkeyCallStore(call, prefix)
+    return NsqCallStore(bus) if bus.url.startswith("nsq:") else MemoryCallStore()
 
 
 def _shared_store(bus: Transport) -> tuple[Command | None, str]:
@@ -107,6 +110,16 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     await gateway.stop()
     if app[OWNS_TRANSPORT]:
         await gateway.transport.close()
+
+
+async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On NSQ this replica reads every replica's async results while it serves."""
+    store = app[GATEWAY].store
+    if isinstance(store, NsqCallStore):
+        await store.start()
+    yield
+    if isinstance(store, NsqCallStore):
+        await store.close()
 
 
 async def _maintain_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,7 +1,8 @@
 """Async calls: results kept for a bounded time, fetched by call id, POSTed to callbacks.
 
 On a Valkey bus the results live on the bus (``<prefix>:gw:call:<id>``, expiring) so any
-gateway replica can answer ``GET /calls/{id}``; otherwise in this process.
+gateway replica can answer ``GET /calls/{id}``; on NSQ every replica receives every result
+and keeps it in memory (calls_nsq.py); on the memory bus they stay in this process.
 """
 
 from __future__ import annotations

@@ -60,10 +60,19 @@ def test_functl_reaches_the_gateway_only_from_dev_inside_a_function() -> None:
 
 
 def test_only_the_factory_imports_a_concrete_transport() -> None:
-    concrete = ("kubefuncs.transport.valkey", "kubefuncs.transport.nsq",
-                "kubefuncs.transport.memory")
-    allowed = {"transport/__init__.py", "testing.py", "transport/valkey.py",
-               "transport/nsq.py", "transport/memory.py", "transport/_valkey_sub.py"}
+    concrete = (
+        "kubefuncs.transport.valkey",
+        "kubefuncs.transport.nsq",
+        "kubefuncs.transport.memory",
+    )
+    allowed = {
+        "transport/__init__.py",
+        "testing.py",
+        "transport/valkey.py",
+        "transport/nsq.py",
+        "transport/memory.py",
+        "transport/_valkey_sub.py",
+    }
     bad = []
     for path in files("client"):
         rel = str(path.relative_to(ROOT / "client"))
@@ -83,6 +92,7 @@ def test_importing_opens_nothing_and_registers_no_metrics() -> None:
         "import kubefuncs.transport.valkey, kubefuncs.transport.memory\n"
         "assert set(p.REGISTRY._names_to_collectors) == before, 'metrics registered'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert result.returncode == 0, result.stderr

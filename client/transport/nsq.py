@@ -231,7 +231,10 @@ class NsqTransport(Transport):
         async def dead_letter(delivery: NsqDelivery, reason: str) -> None:
             await self._dead_letter(topic, channel, delivery, reason)
 
-        topics = [wire, side_topic(wire, channel, "replay")]
+        # an ephemeral channel is gone with its last reader, so nothing could be replayed to
+        # it, and its replay topic would stay behind on nsqd, one for every reader that ran
+        ephemeral = channel.endswith("#ephemeral")
+        topics = [wire] if ephemeral else [wire, side_topic(wire, channel, "replay")]
         sub = NsqSubscription(self, topics, channel, max_in_flight, dead_letter=dead_letter)
         await self._attach(sub)
         return sub

@@ -1,5 +1,6 @@
-"""The NSQ transport against several nsqd doubles: discovery, direct addresses, max_in_flight
-across nodes, replies across nodes, and reconnecting to an nsqd that was killed."""
+"""The NSQ transport against several nsqd doubles: discovery, direct addresses, ephemeral
+channels, max_in_flight across nodes, replies across nodes, and reconnecting to an nsqd that
+was killed."""
 
 from __future__ import annotations
 
@@ -91,6 +92,25 @@ async def test_direct_nsqd_addresses_without_lookupd(transports: list[NsqTranspo
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_an_ephemeral_channel_leaves_nothing_behind(transports: list[NsqTransport]) -> None:
+    nsqd = await start_node(None)
+    try:
+        # Given a reader on an ephemeral channel
+        t = await connected(transports, direct_url(nsqd))
+        pump = Pump(await t.subscribe("news", "reader#ephemeral", max_in_flight=2))
+        await t.publish("news", b"n1")
+        (got,) = await pump.take()
+        await got.ack()
+        # Then it reads the topic alone: no replay topic is made for a channel that cannot
+        # outlive its reader
+        assert list(nsqd.topics) == ["news"]
+        # And when it stops, its channel is gone from nsqd
+        await pump.stop()
+        await eventually(lambda: not nsqd.topics["news"].channels)
+    finally:
+        await nsqd.stop()
 
 
 async def test_max_in_flight_holds_across_nodes(transports: list[NsqTransport]) -> None:

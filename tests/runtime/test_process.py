@@ -22,12 +22,20 @@ pytestmark = pytest.mark.real
 FAST = "visibility_timeout_s=1&block_ms=100"
 
 
-def start_fn(url: str, record: Path, *, name: str = "tests.runtime.fns:record",
-             **env: str) -> tuple[Proc, int]:
+def start_fn(
+    url: str, record: Path, *, name: str = "tests.runtime.fns:record", **env: str
+) -> tuple[Proc, int]:
     port = free_port()
-    proc = Proc(["kubefuncs", name], {
-        "KF_BUS_URL": url, "KF_HEALTH_ADDR": f"127.0.0.1:{port}",
-        "KF_TEST_RECORD": str(record), "KF_LOG_FORMAT": "text", **env})
+    proc = Proc(
+        ["kubefuncs", name],
+        {
+            "KF_BUS_URL": url,
+            "KF_HEALTH_ADDR": f"127.0.0.1:{port}",
+            "KF_TEST_RECORD": str(record),
+            "KF_LOG_FORMAT": "text",
+            **env,
+        },
+    )
     return proc, port
 
 
@@ -75,8 +83,9 @@ def procs() -> Iterator[list[Proc]]:
         p.kill()
 
 
-async def test_example_function_serves_on_valkey(url: str, tmp_path: Path,
-                                                 procs: list[Proc]) -> None:
+async def test_example_function_serves_on_valkey(
+    url: str, tmp_path: Path, procs: list[Proc]
+) -> None:
     proc, port = start_fn(url, tmp_path / "r", name="example.ping:pong")
     procs.append(proc)
     ready(proc, port)
@@ -89,8 +98,9 @@ async def test_example_function_serves_on_valkey(url: str, tmp_path: Path,
     assert proc.stop() == 0
 
 
-async def test_sigterm_drains_in_flight_work_and_exits_0(url: str, tmp_path: Path,
-                                                          procs: list[Proc]) -> None:
+async def test_sigterm_drains_in_flight_work_and_exits_0(
+    url: str, tmp_path: Path, procs: list[Proc]
+) -> None:
     record = tmp_path / "r"
     proc, port = start_fn(url, record, KF_GRACE_S="10")
     procs.append(proc)

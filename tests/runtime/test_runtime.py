@@ -36,8 +36,12 @@ async def test_http_request_gets_an_http_response() -> None:
         return HttpResponse(201, {"x-path": req.path}, req.body[::-1])
 
     async with run(web) as f:
-        env = wire.make("web", HttpRequest("POST", "/a/b", "q=1", {}, b"abc"),
-                        kind=wire.HTTP_REQUEST, reply_to=await f.client.replies.address())
+        env = wire.make(
+            "web",
+            HttpRequest("POST", "/a/b", "q=1", {}, b"abc"),
+            kind=wire.HTTP_REQUEST,
+            reply_to=await f.client.replies.address(),
+        )
         reply = await f.client.request(env, 5)
     assert reply.kind == wire.HTTP_RESPONSE
     assert reply.payload == HttpResponse(201, {"x-path": "/a/b"}, b"cba")
@@ -212,8 +216,7 @@ async def test_stop_drains_in_flight_work() -> None:
 
 async def test_a_kind_functions_do_not_serve_is_answered_and_dead_lettered() -> None:
     async with run(echo) as f:
-        stray = wire.make("echo", "x", kind=wire.REPLY,
-                          reply_to=await f.client.replies.address())
+        stray = wire.make("echo", "x", kind=wire.REPLY, reply_to=await f.client.replies.address())
         reply = await f.client.request(stray, 5)
         await f.settle()
         (dead,) = await f.dead_letters()

@@ -23,16 +23,27 @@ def test_decorator_options_are_defaults_and_env_wins() -> None:
 
 def test_every_setting_has_an_environment_variable() -> None:
     env = {
-        "KF_BUS_URL": "redis://h:1/2", "KF_BUS_PASSWORD": "pw", "KF_FUNCTION_NAME": "f",
-        "KF_TOPIC": "t", "KF_CHANNEL": "c", "KF_CONCURRENCY": "3", "KF_TIMEOUT_S": "1.5",
-        "KF_MAX_ATTEMPTS": "2", "KF_BACKOFF_S": "0.5", "KF_BACKOFF_MAX_S": "9",
-        "KF_GRACE_S": "4", "KF_REPLY_ERRORS_AT_ONCE": "false", "KF_HEALTH_ADDR": "",
-        "KF_LOG_LEVEL": "debug", "KF_LOG_FORMAT": "text",
+        "KF_BUS_URL": "redis://h:1/2",
+        "KF_BUS_PASSWORD": "pw",
+        "KF_FUNCTION_NAME": "f",
+        "KF_TOPIC": "t",
+        "KF_CHANNEL": "c",
+        "KF_CONCURRENCY": "3",
+        "KF_TIMEOUT_S": "1.5",
+        "KF_MAX_ATTEMPTS": "2",
+        "KF_BACKOFF_S": "0.5",
+        "KF_BACKOFF_MAX_S": "9",
+        "KF_GRACE_S": "4",
+        "KF_REPLY_ERRORS_AT_ONCE": "false",
+        "KF_HEALTH_ADDR": "",
+        "KF_LOG_LEVEL": "debug",
+        "KF_LOG_FORMAT": "text",
     }
     assert set(env) == set(ENV_NAMES.values())
     s = Settings.from_env(env)
-    assert s == Settings("redis://h:1/2", "pw", "f", "t", "c", 3, 1.5, 2, 0.5, 9.0, 4.0,
-                         False, "", "DEBUG", "text")
+    assert s == Settings(
+        "redis://h:1/2", "pw", "f", "t", "c", 3, 1.5, 2, 0.5, 9.0, 4.0, False, "", "DEBUG", "text"
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,8 +72,9 @@ def test_a_topic_is_required() -> None:
 
 # -- retry decisions (pure) -------------------------------------------------------------
 
-POLICY = RetryPolicy(max_attempts=3, backoff_s=1.0, backoff_max_s=5.0, jitter=0.5,
-                     non_retryable=(KeyError,))
+POLICY = RetryPolicy(
+    max_attempts=3, backoff_s=1.0, backoff_max_s=5.0, jitter=0.5, non_retryable=(KeyError,)
+)
 
 
 @pytest.mark.parametrize(
@@ -78,16 +90,14 @@ POLICY = RetryPolicy(max_attempts=3, backoff_s=1.0, backoff_max_s=5.0, jitter=0.
         (3, ValueError("x"), True, True, Action.DEAD_LETTER),
     ],
 )
-def test_decide(attempt: int, error: Exception, waits: bool, at_once: bool,
-                action: Action) -> None:
+def test_decide(attempt: int, error: Exception, waits: bool, at_once: bool, action: Action) -> None:
     decision = decide(POLICY, attempt, error, caller_waits=waits, reply_errors_at_once=at_once)
     assert decision.action is action
     assert type(error).__name__ in decision.reason
 
 
 def test_retry_exception_sets_its_own_delay() -> None:
-    decision = decide(POLICY, 1, Retry(delay_s=7.0), caller_waits=False,
-                      reply_errors_at_once=True)
+    decision = decide(POLICY, 1, Retry(delay_s=7.0), caller_waits=False, reply_errors_at_once=True)
     assert (decision.action, decision.delay_s) == (Action.RETRY, 7.0)
 
 

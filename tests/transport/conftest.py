@@ -18,8 +18,13 @@ from tests.servers import ServerProcess
 # short timings so redelivery tests take a fraction of a second
 OPTIONS = "visibility_timeout_s=0.4&block_ms=50&trim_interval_s=0"
 
-BUSES = ["memory", "fakeredis", pytest.param("valkey", marks=pytest.mark.real),
-         pytest.param("redis", marks=pytest.mark.real), "nsq"]
+BUSES = [
+    "memory",
+    "fakeredis",
+    pytest.param("valkey", marks=pytest.mark.real),
+    pytest.param("redis", marks=pytest.mark.real),
+    "nsq",
+]
 
 BusFactory = Callable[[], Awaitable[Transport]]
 _readers: list[Reader] = []

@@ -1,0 +1,237 @@
+"""Async call results shared by every gateway replica on an NSQ bus.
+
+NSQ keeps nothing a replica could look up later, so results travel instead of being
+stored: every ``put()`` is published to the topic ``kf.gw.calls`` (after the bus URL's
+``prefix``), and every replica reads that topic on a channel of its own,
+``gw.<random>#ephemeral``. That is NSQ's fan-out: each replica receives each result and
+keeps it in a bounded map until its TTL passes, so ``GET /calls/{id}`` reads the map of
+whichever replica it reaches. Ephemeral channels vanish with their reader, so a replica
+that stops leaves nothing behind on nsqd.
+
+What this costs (docs/gateway.md): a result reaches the other replicas one message hop
+later (milliseconds); a replica that starts after a call was made never learns about it;
+nsqd drops messages of an ephemeral channel that overflow its memory queue instead of
+writing them to disk. Only the transport seam is used, nothing specific to pynsq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+import msgpack  # type: ignore[import-untyped, unused-ignore]
+from kubefuncs.errors import TransportError
+from kubefuncs.transport import Delivery, Subscription, Transport
+from kubefuncs.wire import new_id
+
+from .calls import DONE, PENDING, CallResult
+
+log = logging.getLogger(__name__)
+
+TOPIC = "kf.gw.calls"
+MAX_IN_FLIGHT = 256
+MAX_ITEMS = 100_000
+MAX_BYTES = 64 * 1024 * 1024
+ENTRY_OVERHEAD_BYTES = 200  # a rough cost of one entry beyond its body and headers
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One message on the calls topic: a call's state, kept ``ttl_s`` from its arrival."""
+
+    call_id: str
+    result: CallResult
+    ttl_s: float
+
+
+def encode_update(call_id: str, result: CallResult, ttl_s: float) -> bytes:
+    # a relative TTL: replicas' clocks need not agree, and the hop takes milliseconds
+    fields = {
+        "id": call_id,
+        "ttl_ms": max(1, round(ttl_s * 1000)),
+        "s": result.state,
+        "c": result.status,
+        "h": dict(result.headers),
+        "b": result.body,
+    }
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return packed
+
+
+def decode_update(raw: bytes) -> Update:
+    """The update in ``raw``; ValueError says what is wrong with a malformed one."""
+    try:
+        d = msgpack.unpackb(raw, raw=False)
+    except (ValueError, TypeError) as e:  # msgpack's errors are ValueErrors, keys TypeErrors
+        raise ValueError(f"not msgpack: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a map, got {type(d).__name__}")
+    call_id, ttl_ms, state = d.get("id"), d.get("ttl_ms"), d.get("s")
+    status, headers, body = d.get("c"), d.get("h"), d.get("b")
+    if not isinstance(call_id, str) or not call_id:
+        raise ValueError("id must be a non-empty string")
+    if not _positive_int(ttl_ms) or not isinstance(status, int) or isinstance(status, bool):
+        raise ValueError("ttl_ms must be a positive integer and c an integer")
+    if state not in (PENDING, DONE) or not isinstance(body, bytes):
+        raise ValueError("s must be pending or done and b bytes")
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ValueError("h must be a map of strings to strings")
+    return Update(call_id, CallResult(state, status, headers, body), ttl_ms / 1000)
+
+
+def _positive_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def merge(old: CallResult | None, new: CallResult) -> CallResult:
+    """What to keep when ``new`` arrives. NSQ does not promise order, so a PENDING that
+    arrives after the DONE of the same call must not hide the result."""
+    if old is not None and old.state == DONE and new.state == PENDING:
+        return old
+    return new
+
+
+def entry_bytes(result: CallResult) -> int:
+    headers = sum(len(k) + len(v) for k, v in result.headers.items())
+    return len(result.body) + headers + ENTRY_OVERHEAD_BYTES
+
+
+class ResultCache:
+    """Call results by id, forgotten after their TTL, at most ``max_items`` entries and
+    about ``max_bytes``: the oldest go first when either bound is reached.
+
+    The map is kept in order of the last update, which with one TTL for every call is also
+    the order of expiry, so expired entries are dropped from the front at no search cost
+    (an OrderedDict: a plain dict makes reaching its front slower with every pop there).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_items: int = MAX_ITEMS,
+        max_bytes: int = MAX_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[float, CallResult]] = OrderedDict()
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, call_id: str, result: CallResult, ttl_s: float) -> None:
+        now = self._clock()
+        old = self._pop(call_id)
+        kept = merge(old[1] if old and old[0] > now else None, result)
+        self._items[call_id] = (now + ttl_s, kept)
+        self.bytes += entry_bytes(kept)
+        self._evict(now)
+
+    def get(self, call_id: str) -> CallResult | None:
+        item = self._items.get(call_id)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            self._pop(call_id)
+            return None
+        return item[1]
+
+    def _pop(self, call_id: str) -> tuple[float, CallResult] | None:
+        item = self._items.pop(call_id, None)
+        if item is not None:
+            self.bytes -= entry_bytes(item[1])
+        return item
+
+    def _evict(self, now: float) -> None:
+        # never the entry just put: a result bigger than the budget is still served here
+        while len(self._items) > 1:
+            call_id = next(iter(self._items))
+            expires = self._items[call_id][0]
+            full = len(self._items) > self.max_items or self.bytes > self.max_bytes
+            if expires > now and not full:
+                return
+            self._pop(call_id)
+
+
+class NsqCallStore:
+    """The gateway's call store on NSQ: publish every update, read everyone's (fan-out)."""
+
+    def __init__(self, transport: Transport, *, cache: ResultCache | None = None) -> None:
+        self.transport = transport
+        self.cache = cache or ResultCache()
+        self.channel = f"gw.{new_id()}#ephemeral"
+        self.malformed = 0  # messages on the topic that were not updates (dropped)
+        self._sub: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def listening(self) -> bool:
+        """Subscribed: results other replicas publish from now on arrive here."""
+        return self._sub is not None
+
+    async def start(self) -> None:
+        """Join the fan-out before the gateway serves, so every result published from now
+        on arrives here. When the bus is away, keep trying in the background."""
+        if self._task is not None:
+            return
+        try:
+            self._sub = await self._subscribe()
+        except TransportError as e:
+            log.warning("async results of other replicas not visible yet: %s", e)
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Leave the fan-out (nsqd drops the ephemeral channel). Idempotent."""
+        if self._sub is not None:
+            await self._sub.close()
+            self._sub = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def put(self, call_id: str, result: CallResult, ttl_s: float) -> None:
+        # here at once, whatever the bus does; the other replicas get it through the topic
+        self.cache.put(call_id, result, ttl_s)
+        await self.transport.publish(TOPIC, encode_update(call_id, result, ttl_s))
+
+    async def get(self, call_id: str) -> CallResult | None:
+        return self.cache.get(call_id)
+
+    async def _subscribe(self) -> Subscription:
+        return await self.transport.subscribe(TOPIC, self.channel, max_in_flight=MAX_IN_FLIGHT)
+
+    async def _run(self) -> None:
+        failures = 0
+        while self._sub is None:
+            failures += 1
+            await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+            with contextlib.suppress(TransportError):
+                self._sub = await self._subscribe()
+                log.info("async results of other replicas visible again")
+        async for delivery in self._sub:
+            await self._take(delivery)
+
+    async def _take(self, delivery: Delivery) -> None:
+        """FIN at once (the update is in memory now or never); a malformed one is dropped."""
+        try:
+            update: Update | None = decode_update(delivery.body)
+        except ValueError as e:
+            self.malformed += 1
+            log.warning("dropped a malformed message on %s: %s", TOPIC, e)
+            update = None
+        with contextlib.suppress(TransportError):
+            await delivery.ack()
+        if update is not None:
+            self.cache.put(update.call_id, update.result, update.ttl_s)
