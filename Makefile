@@ -20,7 +20,7 @@ test-fast:  ## unit tier only (memory bus, fakeredis): no servers needed
 
 lint:
 	$(VENV)/ruff check .
-	$(VENV)/ruff format --check client gateway functl
+	$(VENV)/ruff format --check .
 
 typecheck:  ## mypy strict on the three packages, through their installed names
 	@bash .ci/typecheck

@@ -1,11 +1,14 @@
 """Waiting for correlated replies: one inbox per process, one reader task, a map from
-correlation id to waiter (the shape nameko uses for RPC over a bus)."""
+correlation id to waiter (the shape nameko uses for RPC over a bus), and one timer for
+every waiter's time limit."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
+from collections import deque
 
 from . import wire
 from .errors import DecodeError
@@ -22,6 +25,7 @@ class ReplyRouter:
         self.ttl_s = ttl_s
         self.late = 0  # replies nobody waited for any more (timed out, or unknown)
         self._waiters: dict[str, asyncio.Future[wire.Envelope]] = {}
+        self._deadlines = _Deadlines(self._waiters)
         self._inbox: Inbox | None = None
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -36,10 +40,16 @@ class ReplyRouter:
                     self._inbox = inbox
         return self._inbox.address
 
-    def expect(self, correlation_id: str) -> asyncio.Future[wire.Envelope]:
-        """Register interest in a reply before publishing the request."""
-        future: asyncio.Future[wire.Envelope] = asyncio.get_running_loop().create_future()
+    def expect(
+        self, correlation_id: str, timeout_s: float | None = None
+    ) -> asyncio.Future[wire.Envelope]:
+        """Register interest in a reply before publishing the request. With ``timeout_s``
+        the future fails with TimeoutError when no reply came in that time."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[wire.Envelope] = loop.create_future()
         self._waiters[correlation_id] = future
+        if timeout_s is not None:
+            self._deadlines.add(loop, correlation_id, timeout_s)
         return future
 
     def forget(self, correlation_id: str) -> None:
@@ -73,3 +83,60 @@ class ReplyRouter:
         for future in self._waiters.values():
             future.cancel()
         self._waiters.clear()
+        self._deadlines.close()
+
+
+class _Deadlines:
+    """Time limits of many waiters on one timer (a timer per request cost more than the
+    rest of the gateway's bookkeeping together). Waiters with the same time limit expire
+    in the order they were added, so each limit keeps a FIFO of (deadline, id) and the
+    timer only looks at the heads. Ids whose waiter is gone (answered and forgotten) are
+    dropped from the heads as new ones come in, so a queue stays about as long as the
+    number of requests in flight."""
+
+    def __init__(self, waiters: dict[str, asyncio.Future[wire.Envelope]]) -> None:
+        self._waiters = waiters
+        self._queues: dict[float, deque[tuple[float, str]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = math.inf
+
+    def add(self, loop: asyncio.AbstractEventLoop, correlation_id: str, timeout_s: float) -> None:
+        at = loop.time() + timeout_s
+        queue = self._queues.get(timeout_s)
+        if queue is None:
+            queue = self._queues[timeout_s] = deque()
+        else:
+            waiters = self._waiters
+            while queue and queue[0][1] not in waiters:
+                queue.popleft()
+        queue.append((at, correlation_id))
+        if at < self._armed_at:
+            self._arm(loop, at)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_at = at
+        self._timer = loop.call_at(at, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer, self._armed_at = None, math.inf
+        now, waiters, upcoming = loop.time(), self._waiters, math.inf
+        for timeout_s, queue in list(self._queues.items()):
+            while queue and (queue[0][0] <= now or queue[0][1] not in waiters):
+                _, correlation_id = queue.popleft()
+                future = waiters.get(correlation_id)
+                if future is not None and not future.done():
+                    future.set_exception(TimeoutError())
+            if queue:
+                upcoming = min(upcoming, queue[0][0])
+            else:
+                del self._queues[timeout_s]
+        if upcoming < math.inf:
+            self._arm(loop, upcoming)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._armed_at = None, math.inf
+        self._queues.clear()

@@ -117,7 +117,9 @@ class Runtime:
 
     async def run(self) -> None:
         s = self.settings
-        if not await self._connect():
+        if not await self._connect():  # stopped before the bus was ever reachable
+            if self._owns_transport:
+                await self.transport.close()
             return
         sub = await self.transport.subscribe(s.topic, s.channel_name, max_in_flight=s.concurrency)
         self.consuming = True

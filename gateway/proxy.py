@@ -11,6 +11,8 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,7 @@ from kubefuncs import wire
 from kubefuncs.errors import TransportError
 from kubefuncs.replies import ReplyRouter
 from kubefuncs.transport import Transport
+from kubefuncs.transport._flow import backoff_s
 
 from . import cors
 from .auth import NONE, Authenticator, AuthFailed, Principal
@@ -34,11 +37,6 @@ log = logging.getLogger("kubefuncs.gateway")
 access_log = logging.getLogger("kubefuncs.gateway.access")
 
 CALLBACK_HEADER = "X-Callback-Url"
-
-
-def _timeout(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 class Gateway:
@@ -76,7 +74,24 @@ class Gateway:
         metrics.in_flight.set_function(lambda: self.in_flight)
 
     async def start(self) -> None:
-        self.address = await self.replies.address()
+        """Open this process's reply inbox; while the bus is unreachable keep trying in the
+        background (not ready, routed requests get 503) instead of failing to start."""
+        try:
+            self.address = await self.replies.address()
+        except TransportError as e:
+            log.warning("cannot open the reply inbox (%s); not ready until it opens", e)
+            self._spawn(self._open_inbox())
+
+    async def _open_inbox(self) -> None:
+        failures = 0
+        while not self.address:
+            failures += 1
+            await asyncio.sleep(backoff_s(failures))
+            try:
+                self.address = await self.replies.address()
+            except TransportError as e:
+                log.debug("reply inbox still not open: %s", e)
+        log.info("reply inbox open; ready")
 
     async def stop(self) -> None:
         for task in list(self._background):
@@ -128,6 +143,10 @@ class Gateway:
         return await self._bounded(request, route)
 
     async def _bounded(self, request: web.Request, route: Route) -> web.Response:
+        if not self.address:  # no reply inbox (yet): nothing could come back
+            response = error_response(503, "bus_unavailable", "the message bus is unavailable")
+            response.headers["Retry-After"] = "1"
+            return response
         if self.in_flight >= self.settings.max_in_flight:
             response = error_response(503, "overloaded", "too many requests in flight; retry")
             response.headers["Retry-After"] = "1"
@@ -137,50 +156,71 @@ class Gateway:
             body, refusal = await self._body(request) if request.body_exists else (b"", None)
             if refusal is not None:
                 return refusal
-            env = self._envelope(request, route, body)
             if route.async_ or CALLBACK_HEADER in request.headers:
-                return await self._start_async(request, route, env)
-            return await self._call(route, env)
+                return await self._start_async(request, route, self._envelope(request, route, body))
+            return await self._call(request, route, body)
         finally:
             self.in_flight -= 1
 
-    async def _call(self, route: Route, env: wire.Envelope) -> web.Response:
-        future = self.replies.expect(env.id)
-        timer = asyncio.get_running_loop().call_later(route.timeout_s, _timeout, future)
+    async def _call(self, request: web.Request, route: Route, body: bytes) -> web.Response:
+        """Sync invoke: publish, wait for the reply or the route's deadline. The hot path:
+        the message is encoded without an Envelope, the publish is not awaited on its own
+        (a failure reaches the reply future) and the deadline is the reply router's."""
+        call_id = wire.new_id()
+        payload, trace = self._http_request(request, body)
+        now = wire.now_ms()
+        message = wire.encode_http_request(
+            call_id,
+            route.topic,
+            payload,
+            time_ms=now,
+            reply_to=self.address,
+            deadline_ms=now + int(route.timeout_s * 1000),
+            headers=trace,
+        )
+        future = self.replies.expect(call_id, route.timeout_s)
+        published = self.transport.publish_soon(route.topic, message)
+        published.add_done_callback(partial(_relay_failure, future))
         try:
-            await self.transport.publish(route.topic, wire.encode(env))
             reply = await future
         except TimeoutError:
             self.metrics.timed_out(route.prefix)
-            log.info("no reply within %gs", route.timeout_s, extra=_ids(env, route))
-            return timeout_response(route.topic, route.timeout_s, env.id)
+            log.info("no reply within %gs", route.timeout_s, extra=_ids(call_id, route, trace))
+            return timeout_response(route.topic, route.timeout_s, call_id)
         except TransportError as e:
-            return self._bus_down(e, env.id)
+            return self._bus_down(e, call_id)
         finally:
-            timer.cancel()
-            self.replies.forget(env.id)
-        return from_reply(reply, env.id)
+            self.replies.forget(call_id)
+        return from_reply(reply, call_id)
 
     def _envelope(self, request: web.Request, route: Route, body: bytes) -> wire.Envelope:
+        payload, trace = self._http_request(request, body)
+        now = wire.now_ms()
+        return wire.Envelope(
+            id=wire.new_id(),
+            topic=route.topic,
+            kind=wire.HTTP_REQUEST,
+            payload=payload,
+            time_ms=now,
+            reply_to=self.address,
+            deadline_ms=now + int(route.timeout_s * 1000),
+            headers=trace,
+        )
+
+    @staticmethod
+    def _http_request(request: web.Request, body: bytes) -> tuple[wire.HttpRequest, dict[str, str]]:
+        """The http-request payload and the envelope's trace headers (the caller's trace
+        continued, or a new one)."""
         headers = request_headers(request.headers)
         traceparent, accepted = child_traceparent(headers.get("traceparent"))
         trace = {"traceparent": traceparent}
         if accepted and "tracestate" in headers:
             trace["tracestate"] = headers["tracestate"]
         headers["traceparent"] = traceparent
-        now = wire.now_ms()
-        return wire.Envelope(
-            id=wire.new_id(),
-            topic=route.topic,
-            kind=wire.HTTP_REQUEST,
-            payload=wire.HttpRequest(
-                request.method, request.path, request.query_string, headers, body
-            ),
-            time_ms=now,
-            reply_to=self.address,
-            deadline_ms=now + int(route.timeout_s * 1000),
-            headers=trace,
+        payload = wire.HttpRequest(
+            request.method, request.path, request.query_string, headers, body
         )
+        return payload, trace
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -254,7 +294,7 @@ class Gateway:
         problem = callback_problem(callback) if callback else None
         if problem:
             return error_response(400, "bad_callback", problem)
-        future = self.replies.expect(env.id)
+        future = self.replies.expect(env.id, route.timeout_s)
         try:
             await self.store.put(env.id, CallResult(PENDING), self.settings.result_ttl_s)
             await self.transport.publish(route.topic, wire.encode(env))
@@ -276,7 +316,7 @@ class Gateway:
         callback: str | None,
     ) -> None:
         try:
-            reply = await asyncio.wait_for(future, route.timeout_s)
+            reply = await future
             response = from_reply(reply, env.id)
         except TimeoutError:
             self.metrics.timed_out(route.prefix)
@@ -287,7 +327,9 @@ class Gateway:
         try:
             await self.store.put(env.id, result, self.settings.result_ttl_s)
         except TransportError as e:
-            log.warning("could not store an async result: %s", e, extra=_ids(env, route))
+            log.warning(
+                "could not store an async result: %s", e, extra=_ids(env.id, route, env.headers)
+            )
         if callback and self.session is not None:
             ok = await post_callback(
                 self.session, callback, env.id, result, self.settings.callback_timeout_s
@@ -401,10 +443,19 @@ def _body_of(response: web.Response) -> bytes:
     return bytes(body) if isinstance(body, bytes | bytearray) else b""
 
 
-def _ids(env: wire.Envelope, route: Route) -> dict[str, str]:
+def _ids(call_id: str, route: Route, trace: Mapping[str, str]) -> dict[str, str]:
     return {
-        "call_id": env.id,
+        "call_id": call_id,
         "topic": route.topic,
         "route": route.prefix,
-        "trace_id": trace_id(env.headers.get("traceparent", "")),
+        "trace_id": trace_id(trace.get("traceparent", "")),
     }
+
+
+def _relay_failure(reply: asyncio.Future[Any], published: asyncio.Future[Any]) -> None:
+    """A publish that failed fails the call waiting for its reply."""
+    if published.cancelled():
+        return
+    error = published.exception()
+    if error is not None and not reply.done():
+        reply.set_exception(error)

@@ -25,6 +25,7 @@ class Proc:
             prefix="kf-proc-", suffix=".log", delete=False
         )
         self.args = args
+        self._final: str | None = None  # the whole output, once stopped
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *args],
             cwd=ROOT,
@@ -34,6 +35,9 @@ class Proc:
         )
 
     def output(self) -> str:
+        """The last 4000 characters of the output (all of it is kept after stop())."""
+        if self._final is not None:
+            return self._final[-4000:]
         return Path(self.log.name).read_text(errors="replace")[-4000:]
 
     def kill(self) -> None:
@@ -50,6 +54,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+        self._final = Path(self.log.name).read_text(errors="replace")
         os.unlink(self.log.name)
         return self.proc.returncode
 

@@ -558,3 +558,38 @@ def _has_nested_bytes(value: Any) -> bool:
 
 def _fields(env: wire.Envelope) -> dict[str, Any]:
     return {name: getattr(env, name) for name in wire.Envelope.__slots__}
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "body", "deadline"),
+    [
+        ({"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}, "", b"", 5),
+        ({"traceparent": "t", "tracestate": "k=v"}, "q=1&é=2", "ünï".encode(), None),
+        ({}, "x", bytes(range(256)) * 10, 1 << 40),
+    ],
+)
+def test_the_fast_http_request_encoder_writes_the_same_bytes(
+    headers: dict[str, str], query: str, body: bytes, deadline: int | None
+) -> None:
+    request = wire.HttpRequest("POST", "/p/ä", query, {"content-type": "x/y", **headers}, body)
+    env = wire.Envelope(
+        id="c" * 32,
+        topic="t",
+        kind=wire.HTTP_REQUEST,
+        payload=request,
+        time_ms=123,
+        reply_to="kf:reply:1",
+        deadline_ms=deadline,
+        headers=headers,
+    )
+    fast = wire.encode_http_request(
+        env.id,
+        env.topic,
+        request,
+        time_ms=123,
+        reply_to="kf:reply:1",
+        deadline_ms=deadline,
+        headers=headers,
+    )
+    assert fast == wire.encode(env)
+    assert wire.decode(fast) == env

@@ -5,6 +5,7 @@ handlers, gateway publishes) are batched into one pipeline per round trip."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,12 +14,26 @@ from redis.asyncio import Redis
 # merged, see Coalescer.merged)
 _Entry = tuple[list[Any], list[asyncio.Future[Any]]]
 
+MAX_MERGED = 512  # items per merged command: bounds one command's size on both sides
+
 
 class Coalescer:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        failed: Callable[[Exception], Exception] = lambda e: e,
+        succeeded: Callable[[], None] = lambda: None,
+    ) -> None:
         self._redis = redis
+        # what a queued caller gets when a round trip fails (the transport maps connection
+        # trouble to TransportError there), and a hook for a round trip that worked
+        self._failed = failed
+        self._succeeded = succeeded
         self._queue: list[_Entry] = []
         self._merging: dict[tuple[Any, ...], _Entry] = {}
+        # merged entries that have a cheaper form for one item: id(entry) -> (entry, head)
+        self._singles: dict[int, tuple[_Entry, tuple[Any, ...]]] = {}
         self._busy = False
         self._flusher: asyncio.Task[None] | None = None
 
@@ -32,23 +47,38 @@ class Coalescer:
                 self._kick()
         return await self._enqueue((list(args), []))
 
-    async def merged(self, head: tuple[Any, ...], item: Any) -> Any:
-        """Run ``*head, item``; items with the same head that wait for the same round trip
-        go as one command (``XACK stream group id1 id2 ...``). Every caller gets the merged
-        command's result.
+    async def merged(
+        self, head: tuple[Any, ...], item: Any, single: tuple[Any, ...] | None = None
+    ) -> Any:
+        """Run ``*head, item``; see :meth:`merged_soon`."""
+        return await self.merged_soon(head, item, single)
+
+    def merged_soon(
+        self, head: tuple[Any, ...], item: Any, single: tuple[Any, ...] | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue ``*head, item`` and return the future of its result. Items with the same
+        head that wait for the same round trip go as one command (``XACK stream group id1
+        id2 ...``, up to MAX_MERGED items); every caller gets the merged command's result.
+        ``single``, when given, is the cheaper head for an item that ends up alone
+        (``XADD stream * m`` rather than the batch script).
 
         Unlike :meth:`execute`, a lone item waits for the end of the current loop turn:
         handlers of one batch finish in the same turn, and their acks then go as one
         command rather than one alone and the rest a round trip later (which also made the
         reader fetch one message, then the rest)."""
+        loop = asyncio.get_running_loop()
         entry = self._merging.get(head)
-        if entry is None:
+        if entry is None or len(entry[1]) >= MAX_MERGED:
             entry = self._merging[head] = ([*head], [])
             self._queue.append(entry)
+            if single is not None:
+                self._singles[id(entry)] = (entry, single)
             if not self._busy:
-                asyncio.get_running_loop().call_soon(self._kick)
+                loop.call_soon(self._kick)
         entry[0].append(item)
-        return await self._wait(entry)
+        future: asyncio.Future[Any] = loop.create_future()
+        entry[1].append(future)
+        return future
 
     async def _enqueue(self, entry: _Entry) -> Any:
         self._queue.append(entry)
@@ -69,18 +99,33 @@ class Coalescer:
         try:
             while self._queue:
                 batch, self._queue, self._merging = self._queue, [], {}
+                if self._singles:
+                    batch = self._alone(batch)
                 await self._run(batch)
         finally:
             self._busy = False
             self._kick()
 
+    def _alone(self, batch: list[_Entry]) -> list[_Entry]:
+        """Swap a merged entry holding one item for its single-item form."""
+        singles, self._singles = self._singles, {}
+        out = []
+        for entry in batch:
+            found = singles.get(id(entry))
+            if found is not None and found[0] is entry and len(entry[1]) == 1:
+                entry = ([*found[1], entry[0][-1]], entry[1])
+            out.append(entry)
+        return out
+
     async def _run(self, batch: list[_Entry]) -> None:
         try:
             results = await self._send(batch)
         except Exception as e:  # connection trouble (or the error of a lone command)
+            failure = self._failed(e)
             for _, futures in batch:
-                _settle(futures, e)
+                _settle(futures, failure)
             return
+        self._succeeded()
         for (_, futures), result in zip(batch, results, strict=True):
             _settle(futures, result)
 

@@ -69,3 +69,21 @@ end
 if cut == '0-0' then return 0 end
 return redis.call('XTRIM', KEYS[1], 'MINID', cut)
 """
+
+# Publish a batch: concurrent publishes to one stream go as one command (the client packs
+# and parses one command instead of one per message). KEYS[1]: the stream; ARGV: bodies.
+PUBLISH_MANY = """
+for i = 1, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+end
+return #ARGV
+"""
+
+# Deliver replies: push every body onto the inbox list and (re)arm its expiry, so an inbox
+# nobody reads any more goes away. KEYS[1]: the inbox; ARGV[1]: TTL in ms; ARGV[2..]: bodies.
+REPLY_MANY = """
+for i = 2, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+"""

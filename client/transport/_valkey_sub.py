@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+INBOX_BATCH = 512  # replies taken from an inbox per round trip
+
 
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
@@ -227,11 +229,9 @@ class ValkeyInbox(Inbox):
 
     async def _bodies(self) -> AsyncIterator[bytes]:
         failures = 0
-        redis = self.transport.redis
         while not self._closed:
             try:
-                popped = await self._pop()
-                more: Any = await redis.lpop(self.address, 255) if popped else None
+                bodies = await self._pop()
             except (RedisError, OSError) as e:
                 failures += 1
                 self.transport.mark(False)
@@ -239,20 +239,22 @@ class ValkeyInbox(Inbox):
                 await asyncio.sleep(backoff_s(failures))
                 continue
             failures = 0
-            if popped:
-                yield bytes(popped[1])
-                for body in more or []:
-                    yield bytes(body)
+            for body in bodies:
+                yield bytes(body)
 
     async def close(self) -> None:
         self._closed = True
 
-    async def _pop(self) -> Any:
+    async def _pop(self) -> list[bytes]:
+        """The next replies, up to INBOX_BATCH in one round trip (waiting up to 1 s)."""
         redis = self.transport.redis
         if self.transport.block_ms > 0:
-            return await redis.blpop([self.address], timeout=1)
-        body = await redis.lpop(self.address)  # polling mode
-        if body is None:
+            got = await redis.execute_command(  # type: ignore[no-untyped-call]
+                "BLMPOP", 1, 1, self.address, "LEFT", "COUNT", INBOX_BATCH
+            )
+            return list(got[1]) if got else []
+        bodies = await redis.lpop(self.address, INBOX_BATCH)  # polling mode
+        if not bodies:
             await asyncio.sleep(0.01)
-            return None
-        return (self.address, body)
+            return []
+        return list(bodies)  # type: ignore[arg-type]

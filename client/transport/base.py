@@ -17,8 +17,10 @@ keeps (checked by tests/transport/test_contract.py):
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,12 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def publish(self, topic: str, body: bytes, *, delay_s: float = 0.0) -> None:
         """Append ``body`` to ``topic``, visible to consumers after ``delay_s`` seconds."""
+
+    def publish_soon(self, topic: str, body: bytes) -> asyncio.Future[Any]:
+        """Start publishing ``body`` and return a future that is done when the bus has it
+        (or fails with TransportError). For callers that wait on something else anyway:
+        a backend that batches publishes serves it without a coroutine per message."""
+        return asyncio.ensure_future(self.publish(topic, body))
 
     @abc.abstractmethod
     async def subscribe(self, topic: str, channel: str, *, max_in_flight: int) -> Subscription:

@@ -13,6 +13,7 @@ Options (URL query): ``prefix``, ``visibility_timeout_s`` (30), ``block_ms`` (20
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -38,9 +39,6 @@ log = logging.getLogger(__name__)
 
 REPLY_TTL_MS = 60_000
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-REPLY_SCRIPT = (
-    "redis.call('RPUSH', KEYS[1], ARGV[1]) return redis.call('PEXPIRE', KEYS[1], ARGV[2])"
-)
 
 
 class Keys:
@@ -100,7 +98,7 @@ class ValkeyTransport(Transport):
             socket_connect_timeout=5,
             socket_keepalive=True,
         )
-        self.coalescer = Coalescer(self.redis)
+        self.coalescer = Coalescer(self.redis, failed=self._failed, succeeded=self._worked)
         self._ok = False
         self._known_streams: set[str] = set()
         self._subs: list[ValkeySubscription] = []
@@ -160,23 +158,50 @@ class ValkeyTransport(Transport):
         try:
             result = await command
         except CONNECTION_ERRORS as e:
-            self.mark(False)
-            raise TransportError(f"bus {self.safe_url} unreachable: {e}") from e
+            raise self._failed(e) from e
         self._ok = True
         return result
+
+    def _failed(self, error: Exception) -> Exception:
+        """Connection trouble -> TransportError (and the bus marked unreachable)."""
+        if not isinstance(error, CONNECTION_ERRORS):
+            return error
+        self.mark(False)
+        failure = TransportError(f"bus {self.safe_url} unreachable: {error}")
+        failure.__cause__ = error
+        return failure
+
+    def _worked(self) -> None:
+        self._ok = True
 
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, topic: str, body: bytes, *, delay_s: float = 0.0) -> None:
         stream = self.keys.topic(topic)
         if stream not in self._known_streams:
-            check_name("topic", topic)
-            await self.call("SADD", self.keys.streams, stream)
-            self._known_streams.add(stream)
+            await self._register(topic, stream)
         if delay_s > 0:
             await self.delay(stream, body, 0, delay_s)
         else:
-            await self.call("XADD", stream, "*", "m", body)
+            await self._checked(self._xadd(stream, body))
+
+    def publish_soon(self, topic: str, body: bytes) -> asyncio.Future[Any]:
+        stream = self.keys.topic(topic)
+        if stream not in self._known_streams:
+            return super().publish_soon(topic, body)
+        return self._xadd(stream, body)
+
+    def _xadd(self, stream: str, body: bytes) -> asyncio.Future[Any]:
+        # concurrent publishes to one stream go as one script call (one command to pack
+        # and parse instead of one per message); a lone one as a plain XADD
+        return self.coalescer.merged_soon(
+            ("EVAL", scripts.PUBLISH_MANY, 1, stream), body, ("XADD", stream, "*", "m")
+        )
+
+    async def _register(self, topic: str, stream: str) -> None:
+        check_name("topic", topic)
+        await self.call("SADD", self.keys.streams, stream)
+        self._known_streams.add(stream)
 
     async def delay(
         self, stream: str, body: bytes, attempts: int, delay_s: float, *ack: Any
@@ -223,9 +248,11 @@ class ValkeyTransport(Transport):
     async def send_reply(self, address: str, body: bytes) -> None:
         if not address.startswith(f"{self.keys.prefix}:reply:"):
             raise TransportError(f"reply address {address!r} is not a reply inbox of this bus")
-        # one coalesced command rather than a MULTI/EXEC round trip of its own: the replies
-        # of concurrent handlers then share a pipeline (was the runtime's hottest spot)
-        await self.call("EVAL", REPLY_SCRIPT, 1, address, body, REPLY_TTL_MS)
+        # the replies of concurrent handlers to one inbox go as one command (the runtime's
+        # hottest spot was one MULTI/EXEC round trip per reply)
+        await self._checked(
+            self.coalescer.merged(("EVAL", scripts.REPLY_MANY, 1, address, REPLY_TTL_MS), body)
+        )
 
     # -- figures and dead letters ----------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -145,3 +146,32 @@ def test_functl_dev_serves_the_example_on_nsq() -> None:
 async def _get(url: str) -> tuple[int, str]:
     async with aiohttp.ClientSession() as http, http.get(url) as r:
         return r.status, await r.text()
+
+
+@pytest.mark.slow
+def test_gateway_and_function_started_before_nsq_wait_for_it(tmp_path: Path) -> None:
+    # Given a gateway and a function pointed at an nsqlookupd that is not running yet
+    lookupd_port, port = free_port(), free_port()
+    bus = f"nsq://127.0.0.1:{lookupd_port}?lookupd_poll_interval_s=0.2"
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("/test/: test\n")
+    common = {"KF_BUS_URL": bus, "KF_LOG_LEVEL": "WARNING"}
+    gateway = Proc(
+        ["kubefuncs.gateway", str(routes)], {**common, "KF_GATEWAY_ADDR": f"127.0.0.1:{port}"}
+    )
+    worker = Proc(["kubefuncs", "example.ping:pong"], {**common, "KF_HEALTH_ADDR": ""})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Then the gateway serves, not ready, and turns calls away with 503
+        gateway.wait_http(f"{base}/healthz")
+        assert asyncio.run(_get(f"{base}/readyz"))[0] == 503
+        status, body = asyncio.run(_get(f"{base}/test/x"))
+        assert status == 503 and "bus_unavailable" in body
+        # When NSQ comes up, both connect and the call is answered
+        with NsqdProcess(lookupd_http_port=lookupd_port):
+            gateway.wait_http(f"{base}/test/x", expect=b"pong", timeout_s=20)
+    finally:
+        worker_code, gateway_code = worker.stop(), gateway.stop()
+    assert (worker_code, gateway_code) == (0, 0), gateway.output() + worker.output()
+    assert "Traceback" not in gateway.output() + worker.output()
+    assert "Unclosed" not in gateway.output() + worker.output()

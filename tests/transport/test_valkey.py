@@ -85,3 +85,29 @@ async def test_send_reply_refuses_an_address_that_is_not_an_inbox(t: ValkeyTrans
 
     with pytest.raises(TransportError, match="not a reply inbox"):
         await t.send_reply(t.keys.topic("big"), b"x")
+
+
+async def test_concurrent_publishes_land_once_each_in_order(t: ValkeyTransport) -> None:
+    # Given more concurrent publishes than one batch command holds
+    bodies = [b"%04d" % i for i in range(1100)]
+    await t.publish("batch", b"first")  # registers the stream
+    # When they are published concurrently (as tasks, then as publish_soon futures)
+    await asyncio.gather(*(t.publish("batch", b) for b in bodies[:600]))
+    await asyncio.gather(*(t.publish_soon("batch", b) for b in bodies[600:]))
+    # Then each is in the stream exactly once, in the order they were published
+    entries = await t.redis.xrange(t.keys.topic("batch"))
+    assert [fields[b"m"] for _, fields in entries] == [b"first", *bodies]
+
+
+async def test_replies_to_one_inbox_arrive_in_order_and_keep_a_ttl(t: ValkeyTransport) -> None:
+    inbox = await t.open_inbox(60)
+    await asyncio.gather(*(t.send_reply(inbox.address, b"%d" % i) for i in range(700)))
+    assert 0 < await t.redis.pttl(inbox.address) <= 60_000
+    got: list[bytes] = []
+    async with asyncio.timeout(5):
+        async for body in inbox:
+            got.append(body)
+            if len(got) == 700:
+                break
+    assert got == [b"%d" % i for i in range(700)]
+    await inbox.close()
