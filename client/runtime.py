@@ -248,8 +248,7 @@ class Runtime:
         started = time.perf_counter()
         try:
             result = await self._invoke(env, delivery)
-            if env.reply_to:
-                await self.transport.send_reply(env.reply_to, wire.encode(to_reply(env, result)))
+            reply = wire.encode(to_reply(env, result)) if env.reply_to else None
         except asyncio.CancelledError:
             await delivery.retry(0)  # shutting down past the grace period: hand it back
             raise
@@ -258,7 +257,16 @@ class Runtime:
             await self._failed(delivery, env, e)
             return
         m.duration.observe(time.perf_counter() - started)
-        await delivery.ack()
+        if reply is None:
+            await delivery.ack()
+        else:  # the reply is on the bus before (or as) the message is acked
+            try:
+                await self.transport.reply_and_ack(delivery, env.reply_to or "", reply)
+            except TransportError as e:
+                if not self.transport.connected:
+                    raise  # bus trouble: unsettled, so the bus redelivers it
+                await self._failed(delivery, env, e)  # the bus is fine, the address is not
+                return
         m.outcome["ok"].inc()
 
     async def _invoke(self, env: wire.Envelope, delivery: Delivery) -> Any:

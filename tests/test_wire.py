@@ -593,3 +593,16 @@ def test_the_fast_http_request_encoder_writes_the_same_bytes(
     )
     assert fast == wire.encode(env)
     assert wire.decode(fast) == env
+
+
+def test_the_fast_constructors_build_the_same_objects() -> None:
+    # they set slots by position: a field added, removed or reordered must show up here
+    values = ("i", "t", "k", {"p": 1}, 5, "c", "r", "x", 9, {"h": "v"})
+    assert wire._envelope(*values) == wire.Envelope(*values)
+    assert len(wire.Envelope.__dataclass_fields__) == len(values)
+    request = ("GET", "/p", "q", {"h": "v"}, b"b")
+    assert wire._http_request_of(*request) == wire.HttpRequest(*request)
+    assert len(wire.HttpRequest.__dataclass_fields__) == len(request)
+    response = (201, {"h": "v"}, b"b")
+    assert wire._http_response_of(*response) == wire.HttpResponse(*response)
+    assert len(wire.HttpResponse.__dataclass_fields__) == len(response)

@@ -48,19 +48,19 @@ class Coalescer:
         return await self._enqueue((list(args), []))
 
     async def merged(
-        self, head: tuple[Any, ...], item: Any, single: tuple[Any, ...] | None = None
+        self, head: tuple[Any, ...], *items: Any, single: tuple[Any, ...] | None = None
     ) -> Any:
-        """Run ``*head, item``; see :meth:`merged_soon`."""
-        return await self.merged_soon(head, item, single)
+        """Run ``*head, *items``; see :meth:`merged_soon`."""
+        return await self.merged_soon(head, *items, single=single)
 
     def merged_soon(
-        self, head: tuple[Any, ...], item: Any, single: tuple[Any, ...] | None = None
+        self, head: tuple[Any, ...], *items: Any, single: tuple[Any, ...] | None = None
     ) -> asyncio.Future[Any]:
-        """Queue ``*head, item`` and return the future of its result. Items with the same
-        head that wait for the same round trip go as one command (``XACK stream group id1
-        id2 ...``, up to MAX_MERGED items); every caller gets the merged command's result.
-        ``single``, when given, is the cheaper head for an item that ends up alone
-        (``XADD stream * m`` rather than the batch script).
+        """Queue ``*head, *items`` and return the future of its result. The items of
+        callers with the same head that wait for the same round trip go as one command
+        (``XACK stream group id1 id2 ...``, up to MAX_MERGED callers); every caller gets the
+        merged command's result. ``single``, when given, is the cheaper head for a lone
+        caller's one item (``XADD stream * m`` rather than the batch script).
 
         Unlike :meth:`execute`, a lone item waits for the end of the current loop turn:
         handlers of one batch finish in the same turn, and their acks then go as one
@@ -75,7 +75,7 @@ class Coalescer:
                 self._singles[id(entry)] = (entry, single)
             if not self._busy:
                 loop.call_soon(self._kick)
-        entry[0].append(item)
+        entry[0].extend(items)
         future: asyncio.Future[Any] = loop.create_future()
         entry[1].append(future)
         return future

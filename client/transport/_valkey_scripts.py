@@ -87,3 +87,18 @@ for i = 2, #ARGV do
 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 """
+
+# Reply and ack in one step: the reply lands in its inbox and the entry is acknowledged
+# together, or neither happens (then the entry is redelivered). KEYS[1]: the stream the
+# entries came from; ARGV[1]: the group; ARGV[2]: inbox TTL in ms; then (inbox, body, entry
+# id) triples, one per handled message. Inboxes are named in ARGV, as MOVE_DUE's streams
+# are: this backend serves standalone Valkey/Redis, not cluster.
+REPLY_ACK = """
+local acked = 0
+for i = 3, #ARGV, 3 do
+  redis.call('RPUSH', ARGV[i], ARGV[i + 1])
+  redis.call('PEXPIRE', ARGV[i], ARGV[2])
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], ARGV[i + 2])
+end
+return acked
+"""

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError, ResponseError
@@ -78,6 +78,15 @@ class ValkeyDelivery(Delivery):
     async def touch(self) -> None:
         if not self._settled:
             await self._sub.claim(self.stream, [self.entry_id])
+
+    @property
+    def group(self) -> str:
+        return self._sub.channel
+
+    async def settle_with(self, action: Callable[[], Awaitable[Any]]) -> None:
+        """Settle by ``action`` (commands that include this entry's XACK), retried through
+        a bus outage like every other settlement."""
+        await self._settle(action)
 
     async def _settle(self, action: Any) -> None:
         """Run the settling command(s), retrying through a bus outage: the work is done and

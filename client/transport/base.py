@@ -149,6 +149,12 @@ class Transport(abc.ABC):
     async def send_reply(self, address: str, body: bytes) -> None:
         """Deliver a reply body to an inbox address (as found in ``reply_to``)."""
 
+    async def reply_and_ack(self, delivery: Delivery, address: str, body: bytes) -> None:
+        """Send the reply to a handled message, then ack the message: never the ack without
+        the reply. Backends that can do both in one step (Valkey) override this."""
+        await self.send_reply(address, body)
+        await delivery.ack()
+
     @abc.abstractmethod
     async def stats(self, topic: str, channel: str) -> ChannelStats: ...
 

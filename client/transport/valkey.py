@@ -32,8 +32,8 @@ from ..wire import new_id
 from . import _valkey_scripts as scripts
 from . import check_name, options
 from ._coalesce import Coalescer
-from ._valkey_sub import ValkeyInbox, ValkeySubscription
-from .base import ChannelStats, DeadLetter, Inbox, Subscription, Transport
+from ._valkey_sub import ValkeyDelivery, ValkeyInbox, ValkeySubscription
+from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class ValkeyTransport(Transport):
         # concurrent publishes to one stream go as one script call (one command to pack
         # and parse instead of one per message); a lone one as a plain XADD
         return self.coalescer.merged_soon(
-            ("EVAL", scripts.PUBLISH_MANY, 1, stream), body, ("XADD", stream, "*", "m")
+            ("EVAL", scripts.PUBLISH_MANY, 1, stream), body, single=("XADD", stream, "*", "m")
         )
 
     async def _register(self, topic: str, stream: str) -> None:
@@ -246,13 +246,29 @@ class ValkeyTransport(Transport):
         return inbox
 
     async def send_reply(self, address: str, body: bytes) -> None:
-        if not address.startswith(f"{self.keys.prefix}:reply:"):
-            raise TransportError(f"reply address {address!r} is not a reply inbox of this bus")
+        self._check_inbox(address)
         # the replies of concurrent handlers to one inbox go as one command (the runtime's
         # hottest spot was one MULTI/EXEC round trip per reply)
         await self._checked(
             self.coalescer.merged(("EVAL", scripts.REPLY_MANY, 1, address, REPLY_TTL_MS), body)
         )
+
+    async def reply_and_ack(self, delivery: Delivery, address: str, body: bytes) -> None:
+        if not isinstance(delivery, ValkeyDelivery):
+            await super().reply_and_ack(delivery, address, body)
+            return
+        self._check_inbox(address)
+        await delivery.settle_with(lambda: self._reply_ack(delivery, address, body))
+
+    async def _reply_ack(self, delivery: ValkeyDelivery, address: str, body: bytes) -> None:
+        # one script for the reply and the ack, merged with the other handlers' of this
+        # loop turn: one command per batch instead of two, and never an ack without its reply
+        head = ("EVAL", scripts.REPLY_ACK, 1, delivery.stream, delivery.group, REPLY_TTL_MS)
+        await self._checked(self.coalescer.merged(head, address, body, delivery.entry_id))
+
+    def _check_inbox(self, address: str) -> None:
+        if not address.startswith(f"{self.keys.prefix}:reply:"):
+            raise TransportError(f"reply address {address!r} is not a reply inbox of this bus")
 
     # -- figures and dead letters ----------------------------------------------------------
 

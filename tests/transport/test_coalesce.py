@@ -52,7 +52,7 @@ SINGLE = ("XADD", "stream", "*", "m")
 async def test_items_of_one_loop_turn_go_as_one_command() -> None:
     redis = Recorder()
     c = Coalescer(redis)  # type: ignore[arg-type]
-    results = await asyncio.gather(*(c.merged(HEAD, b"%d" % i, SINGLE) for i in range(5)))
+    results = await asyncio.gather(*(c.merged(HEAD, b"%d" % i, single=SINGLE) for i in range(5)))
     assert redis.round_trips == [[(*HEAD, b"0", b"1", b"2", b"3", b"4")]]
     assert results == [("ok", *HEAD, b"0", b"1", b"2", b"3", b"4")] * 5
 
@@ -60,7 +60,7 @@ async def test_items_of_one_loop_turn_go_as_one_command() -> None:
 async def test_a_lone_item_goes_in_its_single_form() -> None:
     redis = Recorder()
     c = Coalescer(redis)  # type: ignore[arg-type]
-    assert await c.merged(HEAD, b"only", SINGLE) == ("ok", *SINGLE, b"only")
+    assert await c.merged(HEAD, b"only", single=SINGLE) == ("ok", *SINGLE, b"only")
     assert await c.merged(HEAD, b"no single form") == ("ok", *HEAD, b"no single form")
 
 
@@ -76,7 +76,7 @@ async def test_a_merged_command_holds_at_most_max_merged_items() -> None:
     redis = Recorder()
     c = Coalescer(redis)  # type: ignore[arg-type]
     n = MAX_MERGED * 2 + 1
-    await asyncio.gather(*(c.merged(HEAD, i, SINGLE) for i in range(n)))
+    await asyncio.gather(*(c.merged(HEAD, i, single=SINGLE) for i in range(n)))
     sizes = [len(cmd) - len(HEAD) for trip in redis.round_trips for cmd in trip]
     assert sizes == [MAX_MERGED, MAX_MERGED, 1]
     assert redis.round_trips[-1][-1] == (*SINGLE, n - 1)  # the one left over goes alone

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from kubefuncs.errors import TransportError
 from kubefuncs.transport.valkey import ValkeyTransport
 
 from tests.servers import ServerProcess
@@ -111,3 +112,41 @@ async def test_replies_to_one_inbox_arrive_in_order_and_keep_a_ttl(t: ValkeyTran
                 break
     assert got == [b"%d" % i for i in range(700)]
     await inbox.close()
+
+
+async def test_reply_and_ack_settle_a_batch_together(t: ValkeyTransport) -> None:
+    # Given three deliveries being handled at once, each with a reply to send
+    inbox = await t.open_inbox(60)
+    await t.ensure_channel("work", "c")
+    for i in range(3):
+        await t.publish("work", b"%d" % i)
+    sub = await t.subscribe("work", "c", max_in_flight=3)
+    got = []
+    async with asyncio.timeout(5):
+        async for d in sub:
+            got.append(d)
+            if len(got) == 3:
+                break
+    # When their replies and acks go out concurrently
+    await asyncio.gather(*(t.reply_and_ack(d, inbox.address, b"re:" + d.body) for d in got))
+    # Then every reply is in the inbox and nothing is pending on the channel
+    replies = await t.redis.lrange(inbox.address, 0, -1)
+    assert sorted(replies) == [b"re:0", b"re:1", b"re:2"]
+    assert (await t.redis.xpending(t.keys.topic("work"), "c"))["pending"] == 0
+    assert 0 < await t.redis.pttl(inbox.address) <= 60_000
+    await sub.close()
+    await inbox.close()
+
+
+async def test_reply_and_ack_refuses_a_foreign_address_and_acks_nothing(
+    t: ValkeyTransport,
+) -> None:
+    await t.ensure_channel("work2", "c")
+    await t.publish("work2", b"x")
+    sub = await t.subscribe("work2", "c", max_in_flight=1)
+    async with asyncio.timeout(5):
+        delivery = await anext(aiter(sub))
+    with pytest.raises(TransportError, match="not a reply inbox"):
+        await t.reply_and_ack(delivery, "elsewhere:inbox", b"r")
+    assert (await t.redis.xpending(t.keys.topic("work2"), "c"))["pending"] == 1
+    await sub.close()
