@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kubefuncs").info(
         "starting %s on %s", fn.name, fn.settings.bus_url.split("@")[-1]
     )
-    asyncio.run(serve_function(fn, started_at))
+    try:
+        asyncio.run(serve_function(fn, started_at))
+    except ConfigError as e:  # found while starting: a bus URL option, say
+        print(f"kubefuncs: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,7 +7,9 @@ Transport options travel as query parameters (``?visibility_timeout_s=30``).
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError
@@ -40,8 +42,30 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def options(url: str) -> dict[str, str]:
-    return dict(parse_qsl(urlsplit(url).query))
+def options(url: str, known: Iterable[str] | None = None) -> dict[str, str]:
+    """The query options of a bus URL. With ``known``, other names are logged and ignored
+    (not refused: one URL is often shared by processes of different versions)."""
+    found = dict(parse_qsl(urlsplit(url).query))
+    if known is not None:
+        unknown = sorted(set(found) - set(known))
+        if unknown:
+            logging.getLogger(__name__).warning(
+                "bus URL option(s) %s ignored: not known to this version (known: %s)",
+                ", ".join(unknown),
+                ", ".join(sorted(known)),
+            )
+    return found
+
+
+def number_option(name: str, raw: str | None, minimum: float = 0.0) -> float:
+    """A numeric bus URL option; ConfigError says which one and why."""
+    try:
+        value = float(raw or "")
+    except ValueError:
+        raise ConfigError("bus URL", f"option {name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError("bus URL", f"option {name} must be at least {minimum:g}, got {raw!r}")
+    return value
 
 
 def from_url(url: str, *, password: str | None = None) -> Transport:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError
 from ..wire import new_id
+from . import number_option
 
 DEAD_CHANNEL = "kubefuncs"  # the channel through which dead letters are listed on a dead topic
 INBOX_CHANNEL = "kubefuncs#ephemeral"
@@ -104,13 +105,7 @@ def _nsqd_nodes(tcp_raw: str, http_raw: str) -> tuple[Node, ...]:
 
 
 def _number(name: str, raw: str | None, minimum: float = 0.0) -> float:
-    try:
-        value = float(raw or "")
-    except ValueError:
-        raise ConfigError("bus URL", f"option {name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError("bus URL", f"option {name} must be at least {minimum:g}, got {raw!r}")
-    return value
+    return number_option(name, raw, minimum)
 
 
 def split_address(address: str) -> tuple[str, int]:

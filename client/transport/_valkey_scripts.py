@@ -102,3 +102,27 @@ for i = 3, #ARGV, 3 do
 end
 return acked
 """
+
+# Forget consumers that left: every consumer of every group of the stream that holds no
+# pending entry and has not been seen for ARGV[1] ms (pod restarts leave one behind each
+# time; a live consumer reads every few seconds). One with pending entries is never
+# deleted: XGROUP DELCONSUMER would drop them from the group's pending list, and they
+# would never be delivered again. KEYS[1]: the stream. Returns how many went.
+PRUNE_CONSUMERS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local idle_ms = tonumber(ARGV[1])
+local gone = 0
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local group
+  for i = 1, #g, 2 do if g[i] == 'name' then group = g[i + 1] end end
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], group)) do
+    local info = {}
+    for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+    if tonumber(info['pending']) == 0 and tonumber(info['idle']) >= idle_ms then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, info['name'])
+      gone = gone + 1
+    end
+  end
+end
+return gone
+"""

@@ -8,7 +8,7 @@ sorted sets (listed in ``kf:delayed``) until :meth:`maintain` moves them. Reply 
 are lists ``kf:reply:<id>`` that expire when nobody reads them.
 
 Options (URL query): ``prefix``, ``visibility_timeout_s`` (30), ``block_ms`` (2000),
-``trim_interval_s`` (5).
+``trim_interval_s`` (5), ``stale_consumer_s`` (3600; 0 keeps every consumer).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from redis.retry import Retry
 from ..errors import TransportError
 from ..wire import new_id
 from . import _valkey_scripts as scripts
-from . import check_name, options
+from . import check_name, number_option, options
 from ._coalesce import Coalescer
 from ._valkey_sub import ValkeyDelivery, ValkeyInbox, ValkeySubscription
 from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
@@ -38,6 +38,15 @@ from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Trans
 log = logging.getLogger(__name__)
 
 REPLY_TTL_MS = 60_000
+PRUNE_EVERY_S = 60.0  # how often maintain() looks for consumers that left
+# URL options and their defaults (docs/protocol.md, "Bus URL")
+OPTIONS = {
+    "prefix": "kf",
+    "visibility_timeout_s": "30",
+    "block_ms": "2000",
+    "trim_interval_s": "5",
+    "stale_consumer_s": "3600",
+}
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -84,11 +93,14 @@ class ValkeyTransport(Transport):
         self, url: str, *, password: str | None = None, redis: Redis | None = None
     ) -> None:
         self.url = url
-        opts = options(url)
-        self.keys = Keys(opts.get("prefix", "kf"))
-        self.visibility_timeout_s = float(opts.get("visibility_timeout_s", 30))
-        self.block_ms = int(opts.get("block_ms", 2000))
-        self.trim_interval_s = float(opts.get("trim_interval_s", 5))
+        opts = {**OPTIONS, **options(url, OPTIONS)}
+        self.keys = Keys(opts["prefix"])
+        self.visibility_timeout_s = number_option(
+            "visibility_timeout_s", opts["visibility_timeout_s"], 0.001
+        )
+        self.block_ms = int(number_option("block_ms", opts["block_ms"]))
+        self.trim_interval_s = number_option("trim_interval_s", opts["trim_interval_s"])
+        self.stale_consumer_s = number_option("stale_consumer_s", opts["stale_consumer_s"])
         self.touch_interval_s = self.visibility_timeout_s / 3
         self.redis: Redis = redis or Redis.from_url(
             redis_url(url),
@@ -104,6 +116,7 @@ class ValkeyTransport(Transport):
         self._subs: list[ValkeySubscription] = []
         self._inboxes: list[ValkeyInbox] = []
         self._last_trim = 0.0
+        self._last_prune = time.monotonic()
         self._closed = False
 
     # -- connection ------------------------------------------------------------------------
@@ -344,6 +357,17 @@ class ValkeyTransport(Transport):
         if time.monotonic() - self._last_trim >= self.trim_interval_s:
             self._last_trim = time.monotonic()
             await self.trim()
+        if self.stale_consumer_s > 0 and time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
+            await self.prune_consumers(self.stale_consumer_s)
+
+    async def prune_consumers(self, idle_s: float) -> int:
+        """Delete the consumers that hold nothing and were not seen for ``idle_s``."""
+        gone = 0
+        for stream in await self.call("SMEMBERS", self.keys.streams):
+            idle_ms = int(idle_s * 1000)
+            gone += int(await self.call("EVAL", scripts.PRUNE_CONSUMERS, 1, stream, idle_ms))
+        return gone
 
     async def trim(self) -> int:
         """Trim every known stream below the oldest entry some channel still needs."""

@@ -187,3 +187,13 @@ def test_a_wrong_setting_stops_the_process_with_a_message(tmp_path: Path) -> Non
     assert code == 2
     assert "KF_CONCURRENCY must be an integer, got 'eight'" in output
     assert "Traceback" not in output
+
+
+def test_a_wrong_bus_url_option_stops_the_process_with_a_message(tmp_path: Path) -> None:
+    proc, _ = start_fn("valkey://127.0.0.1:1/0?visibility_timeout_s=soon", tmp_path / "r")
+    code = proc.proc.wait(15)
+    output = proc.output()
+    proc.stop()
+    assert code == 2
+    assert "option visibility_timeout_s must be a number, got 'soon'" in output
+    assert "Traceback" not in output

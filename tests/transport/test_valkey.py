@@ -150,3 +150,23 @@ async def test_reply_and_ack_refuses_a_foreign_address_and_acks_nothing(
         await t.reply_and_ack(delivery, "elsewhere:inbox", b"r")
     assert (await t.redis.xpending(t.keys.topic("work2"), "c"))["pending"] == 1
     await sub.close()
+
+
+async def test_consumers_that_left_are_forgotten_unless_they_hold_entries(
+    t: ValkeyTransport,
+) -> None:
+    # Given a channel with three consumers: one gone with nothing pending, one gone holding
+    # an entry, one alive
+    stream = t.keys.topic("crowd")
+    await t.ensure_channel("crowd", "c")
+    await t.publish("crowd", b"held")
+    await t.redis.xreadgroup("c", "left-holding", {stream: ">"}, count=1)
+    await t.redis.xgroup_createconsumer(stream, "c", "left-empty")
+    await asyncio.sleep(0.05)
+    await t.redis.xgroup_createconsumer(stream, "c", "alive")
+    # When consumers idle for 30 ms or more are pruned
+    assert await t.prune_consumers(0.03) == 1
+    # Then only the one that left with nothing pending is gone
+    names = {c["name"] for c in await t.redis.xinfo_consumers(stream, "c")}
+    assert names == {b"left-holding", b"alive"}
+    assert (await t.redis.xpending(stream, "c"))["pending"] == 1

@@ -1,0 +1,19 @@
+"""Bus URL options: checked values, unknown names logged (not refused)."""
+
+from __future__ import annotations
+
+import pytest
+from kubefuncs.errors import ConfigError
+from kubefuncs.transport.valkey import ValkeyTransport
+
+
+def test_bus_url_options_are_checked_and_unknown_ones_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(ConfigError, match="option block_ms must be a number, got 'x'"):
+        ValkeyTransport("valkey://h/0?block_ms=x")
+    with pytest.raises(ConfigError, match="visibility_timeout_s must be at least"):
+        ValkeyTransport("valkey://h/0?visibility_timeout_s=0")
+    t = ValkeyTransport("valkey://h/0?visiblity_timeout_s=5&prefix=p")
+    assert (t.keys.prefix, t.visibility_timeout_s) == ("p", 30.0)
+    assert "visiblity_timeout_s ignored" in caplog.text
