@@ -1,10 +1,13 @@
 'use strict';
-// A kubefuncs function in Node.js: serves one topic on Valkey exactly as `python -m kubefuncs`
-// does (docs/protocol.md, docs/other-languages.md). Run: KF_TOPIC=upper node function.js
+// A kubefuncs function in Node.js: serves one topic on Valkey or NSQ exactly as
+// `python -m kubefuncs` does (docs/protocol.md, docs/other-languages.md).
+// Run: KF_TOPIC=upper node function.js
 
 const http = require('node:http');
 const wire = require('./wire');
 const { Bus } = require('./bus');
+const { NsqBus } = require('./bus_nsq');
+const { parseNsqUrl, wireName } = require('./nsq_config');
 
 const SERVED_KINDS = new Set(['event', 'request', 'http-request']);
 
@@ -38,7 +41,7 @@ async function conformance(payload, ctx) {
 function settingsFromEnv(env) {
   const topic = name(env, 'KF_TOPIC', env.KF_TOPIC);
   return {
-    busUrl: env.KF_BUS_URL || 'valkey://localhost:6379/0',
+    busUrl: busUrl(env.KF_BUS_URL || 'valkey://localhost:6379/0', topic),
     password: env.KF_BUS_PASSWORD || undefined,
     topic,
     channel: name(env, 'KF_CHANNEL', env.KF_CHANNEL || env.KF_FUNCTION_NAME || topic),
@@ -60,6 +63,35 @@ function name(env, variable, value) {
   return value;
 }
 
+// valkey://, redis:// (and their TLS forms) or nsq://, checked at start.
+function busUrl(url, topic) {
+  if (!isNsq(url)) {
+    if (!/^(valkeys?|rediss?):\/\//.test(url)) {
+      throw new Error(`KF_BUS_URL must be a valkey://, redis:// or nsq:// URL, got ${url}`);
+    }
+    return url;
+  }
+  let prefix;
+  try {
+    prefix = parseNsqUrl(url).prefix;
+  } catch (e) {
+    throw new Error(`KF_BUS_URL is not a usable NSQ URL: ${e.message}`);
+  }
+  try {
+    wireName(prefix, topic);
+  } catch (e) {
+    throw new Error(`KF_TOPIC with the bus URL's prefix: ${e.message}`);
+  }
+  return url;
+}
+
+const isNsq = (url) => url.startsWith('nsq://');
+
+// The binding for the bus URL's scheme: the one place that picks one.
+function openBus(settings) {
+  return isNsq(settings.busUrl) ? new NsqBus(settings, log) : new Bus(settings);
+}
+
 function number(env, variable, fallback, minimum, integer = false) {
   if (env[variable] === undefined) return fallback;
   const value = Number(env[variable]);
@@ -76,7 +108,7 @@ class Runtime {
   constructor(settings, handler) {
     this.s = settings;
     this.handler = handler;
-    this.bus = new Bus(settings);
+    this.bus = openBus(settings);
     this.free = settings.concurrency;
     this.wakeUp = null; // resolves when a slot frees up
     this.inFlight = new Set();
@@ -189,7 +221,8 @@ class Runtime {
   }
 
   // SIGTERM: stop taking messages, let in-flight work finish within the grace period. What
-  // is still unsettled then stays pending and is redelivered after the visibility timeout.
+  // is still unsettled then stays pending and is redelivered after the visibility timeout
+  // (Valkey: taken over by another consumer; NSQ: nsqd's msg_timeout).
   async stop() {
     if (this.stopping) return;
     this.stopping = true;
@@ -268,4 +301,4 @@ async function main() {
 
 if (require.main === module) main();
 
-module.exports = { handle, settingsFromEnv, toHttpResponse, Runtime };
+module.exports = { handle, openBus, settingsFromEnv, toHttpResponse, Runtime };

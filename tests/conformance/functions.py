@@ -1,21 +1,28 @@
-"""Start a function (Python runtime or the Node example) as a subprocess on a real Valkey."""
+"""Start a function (Python runtime or the Node example) as a subprocess on a real Valkey
+or on NSQ (the nsqd double as a process, or a real nsqd from the environment)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import redis
 from kubefuncs.transport import options
+from kubefuncs.transport._nsq_config import NsqConfig
 
 from tests.servers import require_binary
 
@@ -92,22 +99,81 @@ def serve(language: str, bus_url: str, topic: str = "conf", **env: str) -> Itera
 
 
 def wait_consuming(served: Served, timeout_s: float = 20.0) -> None:
-    """Until the function's consumer group has a consumer that has read at least once."""
+    """Until the bus shows the function as a consumer of its channel."""
+    deadline = time.monotonic() + timeout_s
+    with _consumer_check(served) as consuming:
+        while time.monotonic() < deadline:
+            if served.proc.poll() is not None:
+                pytest.fail(f"{served.language} function exited:\n{served.log()}")
+            if consuming():
+                return
+            time.sleep(0.05)
+    pytest.fail(f"{served.language} function did not start consuming:\n{served.log()}")
+
+
+@contextmanager
+def _consumer_check(served: Served) -> Iterator[Callable[[], bool]]:
+    if served.bus_url.startswith("nsq://"):
+        yield lambda: _nsq_subscribed(served.bus_url, served.topic, served.channel)
+        return
     prefix = options(served.bus_url).get("prefix", "kf")
     stream = f"{prefix}:topic:{served.topic}"
     host, port = served.bus_url.split("//")[1].split("/")[0].split(":")
     client = redis.Redis(host=host, port=int(port))
-    deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline:
-            if served.proc.poll() is not None:
-                pytest.fail(f"{served.language} function exited:\n{served.log()}")
-            if _has_consumer(client, stream, served.channel):
-                return
-            time.sleep(0.05)
+        yield lambda: _has_consumer(client, stream, served.channel)
     finally:
         client.close()
-    pytest.fail(f"{served.language} function did not start consuming:\n{served.log()}")
+
+
+def _nsq_subscribed(bus_url: str, topic: str, channel: str) -> bool:
+    """Every nsqd of the bus has a client on ``channel`` of ``topic`` (from its /stats)."""
+    config = NsqConfig.from_url(bus_url)
+    nodes = _nsqd_http(config)
+    wire = config.wire(topic)
+    return bool(nodes) and all(
+        any(ch.get("clients") for ch in _channels(node, wire, channel)) for node in nodes
+    )
+
+
+def nsq_channels(bus_url: str, topics: list[str], channel: str) -> list[dict[str, Any]]:
+    """nsqd's /stats of ``channel`` on the NSQ topics ``topics``, from every nsqd."""
+    config = NsqConfig.from_url(bus_url)
+    return [ch for node in _nsqd_http(config) for t in topics for ch in _channels(node, t, channel)]
+
+
+def nsq_clients(bus_url: str, topics: list[str], channel: str) -> list[dict[str, Any]]:
+    """nsqd's /stats of every client of ``channel`` on the NSQ topics ``topics``."""
+    return [c for ch in nsq_channels(bus_url, topics, channel) for c in ch.get("clients") or []]
+
+
+def _nsqd_http(config: NsqConfig) -> list[str]:
+    nodes = [node.http for node in config.nsqd]
+    for lookupd in config.lookupd_http:
+        producers = (_get_json(lookupd, "/nodes") or {}).get("producers", [])
+        nodes += [f"{p['broadcast_address']}:{p['http_port']}" for p in producers]
+    return list(dict.fromkeys(nodes))
+
+
+def _channels(nsqd_http: str, topic: str, channel: str) -> list[dict[str, Any]]:
+    doc = _get_json(nsqd_http, "/stats", format="json", topic=topic) or {}
+    return [
+        ch
+        for t in doc.get("topics") or []
+        if t.get("topic_name") == topic
+        for ch in t.get("channels") or []
+        if ch.get("channel_name") == channel
+    ]
+
+
+def _get_json(address: str, path: str, **params: str) -> Any:
+    url = f"http://{address}{path}?{urlencode(params)}"
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.nsq; version=1.0"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as r:
+            return json.load(r)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 def _has_consumer(client: redis.Redis, stream: str, group: str) -> bool:
