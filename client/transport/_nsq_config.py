@@ -10,14 +10,19 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..wire import new_id
-from . import number_option
+from . import number_option, options
 
 DEAD_CHANNEL = "kubefuncs"  # the channel through which dead letters are listed on a dead topic
 INBOX_CHANNEL = "kubefuncs#ephemeral"
+KNOWN_OPTIONS = frozenset(
+    {"nsqd", "nsqd_http", "prefix", "msg_timeout_s", "visibility_timeout_s"}
+    | {"max_req_timeout_s", "lookupd_poll_interval_s", "heartbeat_interval_s"}
+    | {"output_buffer_timeout_ms", "dial_timeout_s"}
+)
 _REPLY_TOPIC = re.compile(r"^kf\.r\.[0-9a-f]{32}#ephemeral$")
 _WIRE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$|^[A-Za-z0-9._-]{1,54}#ephemeral$")
 
@@ -47,7 +52,7 @@ class NsqConfig:
     @classmethod
     def from_url(cls, url: str) -> NsqConfig:
         parts = urlsplit(url)
-        opts = dict(parse_qsl(parts.query))
+        opts = options(url, KNOWN_OPTIONS)
         lookupd = tuple(_addresses(parts.netloc, "lookupd address"))
         nsqd = _nsqd_nodes(opts.pop("nsqd", ""), opts.pop("nsqd_http", ""))
         if not lookupd and not nsqd:
@@ -77,7 +82,7 @@ class NsqConfig:
     def wire(self, name: str) -> str:
         """The NSQ name of a kubefuncs topic (``prefix`` + name), checked against NSQ's rule."""
         wire = self.prefix + name
-        if not _WIRE_NAME.match(wire):
+        if not _WIRE_NAME.fullmatch(wire):
             raise ConfigError("topic", f"{wire!r} is not a valid NSQ name (1-64 of [A-Za-z0-9._-])")
         return wire
 
@@ -141,6 +146,6 @@ def reply_address(topic: str, nsqd_tcp: str) -> str:
 def parse_reply_address(address: str) -> tuple[str, str] | None:
     """``(reply topic, nsqd address)``, or None when ``address`` is no NSQ reply inbox."""
     topic, sep, nsqd = address.rpartition("@")
-    if not sep or not _REPLY_TOPIC.match(topic) or ":" not in nsqd:
+    if not sep or not _REPLY_TOPIC.fullmatch(topic) or ":" not in nsqd or "\n" in nsqd:
         return None
     return topic, nsqd
