@@ -82,6 +82,9 @@ def test_reply_addresses_name_the_topic_and_the_nsqd() -> None:
     # anything else is refused, so a producer cannot make a function publish to any topic
     assert parse_reply_address("orders@10.0.0.7:4150") is None
     assert parse_reply_address("kf:reply:0123") is None
+    # a newline would end the PUB command line early
+    assert parse_reply_address(f"{topic}\n@10.0.0.7:4150") is None
+    assert parse_reply_address(f"{topic}@10.0.0.7:4150\nPUB x") is None
 
 
 @pytest.mark.parametrize(
