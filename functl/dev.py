@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -23,10 +24,12 @@ from aiohttp import web
 from kubefuncs.__main__ import load as load_handler
 from kubefuncs.errors import ConfigError
 from kubefuncs.function import Function as Handler
+from kubefuncs.function import function as declare
 from kubefuncs.logs import configure
 from kubefuncs.runtime import Runtime
 from kubefuncs.settings import Settings
 from kubefuncs.transport import from_url
+from kubefuncs.wire import HttpResponse
 
 from . import spec as specs
 from .actions import Flags
@@ -93,6 +96,18 @@ def plan(spec: Spec, bus_url: str, addr: str, base_env: Mapping[str, str]) -> Pl
     return Plan(bus_url, addr, tuple(handlers), tuple(commands), tuple(skipped), topics)
 
 
+def stand_in(fn: Function, why: str) -> Handler:
+    """What serves a function that cannot run here, on the private memory bus: callers get
+    503 with the reason at once instead of waiting for the route's timeout."""
+    message = f"{fn.name} is not running in this functl dev session: it {why}"
+    body = json.dumps({"error": "not_running", "message": message}).encode() + b"\n"
+
+    async def not_running(request: object) -> HttpResponse:
+        return HttpResponse(503, {"content-type": "application/json"}, body)
+
+    return declare(fn.topic, name=fn.name, channel=fn.channel, max_attempts=1)(not_running)
+
+
 def load_function(fn: Function, env: Mapping[str, str]) -> Handler:
     """Import a handler and give it the settings functl would deploy it with."""
     assert fn.handler is not None
@@ -118,6 +133,12 @@ async def run(spec: Spec, dev_plan: Plan, echo: Echo, stop: asyncio.Event) -> No
     runtimes = [
         Runtime(load_function(fn, env), transport=transport) for fn, env in dev_plan.handlers
     ]
+    if dev_plan.bus_url.startswith("memory:"):  # a private bus: nobody else serves these
+        by_name = {fn.name: fn for fn in spec.functions}
+        runtimes += [
+            Runtime(stand_in(by_name[name], why), transport=transport)
+            for name, why in dev_plan.skipped
+        ]
     app = create_app(settings, table, transport=transport)
     async with _processes(dev_plan.commands, echo) as procs:
         tasks = [asyncio.create_task(r.run()) for r in runtimes]

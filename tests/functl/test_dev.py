@@ -78,6 +78,9 @@ def test_functl_dev_serves_the_example_with_one_command() -> None:
         assert asyncio.run(_get(f"http://127.0.0.1:{port}/test/hello")) == (200, "pong")
         status, body = asyncio.run(_get(f"http://127.0.0.1:{port}/hello/?name=Ada"))
         assert status == 200 and "Hello, Ada!" in body
+        # And the Node function, which needs a real bus, is answered for at once with why
+        status, body = asyncio.run(_get(f"http://127.0.0.1:{port}/upper/"))
+        assert status == 503 and "upper is not running" in body and "--bus" in body
     finally:
         # And it stops cleanly on SIGTERM
         assert dev.stop() == 0, dev.output()
