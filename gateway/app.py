@@ -113,13 +113,12 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On NSQ this replica reads every replica's async results while it serves."""
+    """The async-result store, while the app serves (on NSQ: this replica reads every
+    replica's results)."""
     store = app[GATEWAY].store
-    if isinstance(store, NsqCallStore):
-        await store.start()
+    await store.start()
     yield
-    if isinstance(store, NsqCallStore):
-        await store.close()
+    await store.close()
 
 
 async def _maintain_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -19,9 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -30,15 +27,14 @@ from kubefuncs.errors import TransportError
 from kubefuncs.transport import Delivery, Subscription, Transport
 from kubefuncs.wire import new_id
 
-from .calls import DONE, PENDING, CallResult
+from .calls import DONE, PENDING, CallResult, ResultCache, entry_bytes
+
+__all__ = ["TOPIC", "NsqCallStore", "ResultCache", "decode_update", "encode_update", "entry_bytes"]
 
 log = logging.getLogger(__name__)
 
 TOPIC = "kf.gw.calls"
 MAX_IN_FLIGHT = 256
-MAX_ITEMS = 100_000
-MAX_BYTES = 64 * 1024 * 1024
-ENTRY_OVERHEAD_BYTES = 200  # a rough cost of one entry beyond its body and headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,78 +85,6 @@ def decode_update(raw: bytes) -> Update:
 
 def _positive_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def merge(old: CallResult | None, new: CallResult) -> CallResult:
-    """What to keep when ``new`` arrives. NSQ does not promise order, so a PENDING that
-    arrives after the DONE of the same call must not hide the result."""
-    if old is not None and old.state == DONE and new.state == PENDING:
-        return old
-    return new
-
-
-def entry_bytes(result: CallResult) -> int:
-    headers = sum(len(k) + len(v) for k, v in result.headers.items())
-    return len(result.body) + headers + ENTRY_OVERHEAD_BYTES
-
-
-class ResultCache:
-    """Call results by id, forgotten after their TTL, at most ``max_items`` entries and
-    about ``max_bytes``: the oldest go first when either bound is reached.
-
-    The map is kept in order of the last update, which with one TTL for every call is also
-    the order of expiry, so expired entries are dropped from the front at no search cost
-    (an OrderedDict: a plain dict makes reaching its front slower with every pop there).
-    """
-
-    def __init__(
-        self,
-        *,
-        max_items: int = MAX_ITEMS,
-        max_bytes: int = MAX_BYTES,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_items = max_items
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[str, tuple[float, CallResult]] = OrderedDict()
-        self._clock = clock
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, call_id: str, result: CallResult, ttl_s: float) -> None:
-        now = self._clock()
-        old = self._pop(call_id)
-        kept = merge(old[1] if old and old[0] > now else None, result)
-        self._items[call_id] = (now + ttl_s, kept)
-        self.bytes += entry_bytes(kept)
-        self._evict(now)
-
-    def get(self, call_id: str) -> CallResult | None:
-        item = self._items.get(call_id)
-        if item is None:
-            return None
-        if item[0] <= self._clock():
-            self._pop(call_id)
-            return None
-        return item[1]
-
-    def _pop(self, call_id: str) -> tuple[float, CallResult] | None:
-        item = self._items.pop(call_id, None)
-        if item is not None:
-            self.bytes -= entry_bytes(item[1])
-        return item
-
-    def _evict(self, now: float) -> None:
-        # never the entry just put: a result bigger than the budget is still served here
-        while len(self._items) > 1:
-            call_id = next(iter(self._items))
-            expires = self._items[call_id][0]
-            full = len(self._items) > self.max_items or self.bytes > self.max_bytes
-            if expires > now and not full:
-                return
-            self._pop(call_id)
 
 
 class NsqCallStore:

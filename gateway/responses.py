@@ -64,6 +64,13 @@ def error_response(
     )
 
 
+def retry_later(code: str, message: str, call_id: str | None = None) -> web.Response:
+    """503 with ``Retry-After: 1``: the gateway cannot take this request just now."""
+    response = error_response(503, code, message, call_id)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def error_status(info: wire.ErrorInfo) -> int:
     """A function's error reply -> HTTP status: its hint when it is a 4xx/5xx, else 502."""
     if info.status is not None and 400 <= info.status <= 599:

@@ -10,9 +10,24 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-# one queued command: its arguments and the callers waiting for its result (several when
-# merged, see Coalescer.merged)
-_Entry = tuple[list[Any], list[asyncio.Future[Any]]]
+
+class _Entry:
+    """One queued command: its arguments, the callers waiting for its result (several
+    when merged, see Coalescer.merged_soon) and, for a merged one, the cheaper head to use
+    when it ends up with one item."""
+
+    __slots__ = ("args", "futures", "single")
+
+    def __init__(self, args: list[Any], single: tuple[Any, ...] | None = None) -> None:
+        self.args = args
+        self.futures: list[asyncio.Future[Any]] = []
+        self.single = single
+
+    def command(self) -> list[Any]:
+        if self.single is not None and len(self.futures) == 1:
+            return [*self.single, self.args[-1]]
+        return self.args
+
 
 MAX_MERGED = 512  # items per merged command: bounds one command's size on both sides
 
@@ -32,8 +47,6 @@ class Coalescer:
         self._succeeded = succeeded
         self._queue: list[_Entry] = []
         self._merging: dict[tuple[Any, ...], _Entry] = {}
-        # merged entries that have a cheaper form for one item: id(entry) -> (entry, head)
-        self._singles: dict[int, tuple[_Entry, tuple[Any, ...]]] = {}
         self._busy = False
         self._flusher: asyncio.Task[None] | None = None
 
@@ -45,7 +58,9 @@ class Coalescer:
             finally:
                 self._busy = False
                 self._kick()
-        return await self._enqueue((list(args), []))
+        entry = _Entry(list(args))
+        self._queue.append(entry)
+        return await self._wait(entry)
 
     async def merged(
         self, head: tuple[Any, ...], *items: Any, single: tuple[Any, ...] | None = None
@@ -68,26 +83,20 @@ class Coalescer:
         reader fetch one message, then the rest)."""
         loop = asyncio.get_running_loop()
         entry = self._merging.get(head)
-        if entry is None or len(entry[1]) >= MAX_MERGED:
-            entry = self._merging[head] = ([*head], [])
+        if entry is None or len(entry.futures) >= MAX_MERGED:
+            entry = self._merging[head] = _Entry([*head], single)
             self._queue.append(entry)
-            if single is not None:
-                self._singles[id(entry)] = (entry, single)
             if not self._busy:
                 loop.call_soon(self._kick)
-        entry[0].extend(items)
+        entry.args.extend(items)
         future: asyncio.Future[Any] = loop.create_future()
-        entry[1].append(future)
+        entry.futures.append(future)
         return future
-
-    async def _enqueue(self, entry: _Entry) -> Any:
-        self._queue.append(entry)
-        return await self._wait(entry)
 
     @staticmethod
     async def _wait(entry: _Entry) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        entry[1].append(future)
+        entry.futures.append(future)
         return await future
 
     def _kick(self) -> None:
@@ -99,42 +108,29 @@ class Coalescer:
         try:
             while self._queue:
                 batch, self._queue, self._merging = self._queue, [], {}
-                if self._singles:
-                    batch = self._alone(batch)
                 await self._run(batch)
         finally:
             self._busy = False
             self._kick()
-
-    def _alone(self, batch: list[_Entry]) -> list[_Entry]:
-        """Swap a merged entry holding one item for its single-item form."""
-        singles, self._singles = self._singles, {}
-        out = []
-        for entry in batch:
-            found = singles.get(id(entry))
-            if found is not None and found[0] is entry and len(entry[1]) == 1:
-                entry = ([*found[1], entry[0][-1]], entry[1])
-            out.append(entry)
-        return out
 
     async def _run(self, batch: list[_Entry]) -> None:
         try:
             results = await self._send(batch)
         except Exception as e:  # connection trouble (or the error of a lone command)
             failure = self._failed(e)
-            for _, futures in batch:
-                _settle(futures, failure)
+            for entry in batch:
+                _settle(entry.futures, failure)
             return
         self._succeeded()
-        for (_, futures), result in zip(batch, results, strict=True):
-            _settle(futures, result)
+        for entry, result in zip(batch, results, strict=True):
+            _settle(entry.futures, result)
 
     async def _send(self, batch: list[_Entry]) -> list[Any]:
         if len(batch) == 1:  # one (maybe merged) command: no pipeline needed
-            return [await self._redis.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
+            return [await self._redis.execute_command(*batch[0].command())]  # type: ignore[no-untyped-call]
         pipe = self._redis.pipeline(transaction=False)
-        for args, _ in batch:
-            pipe.execute_command(*args)
+        for entry in batch:
+            pipe.execute_command(*entry.command())
         return await pipe.execute(raise_on_error=False)
 
 
