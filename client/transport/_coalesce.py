@@ -68,6 +68,14 @@ class Coalescer:
         """Run ``*head, *items``; see :meth:`merged_soon`."""
         return await self.merged_soon(head, *items, single=single)
 
+    async def merged_or_now(self, head: tuple[Any, ...], item: Any, single: tuple[Any, ...]) -> Any:
+        """Like :meth:`merged`, but a caller that finds the connection idle goes straight
+        out in its single form, as :meth:`execute` does: sequential publishes pay no wait
+        for the end of the loop turn; concurrent ones merge behind the first."""
+        if not self._busy and not self._queue:
+            return await self.execute(*single, item)
+        return await self.merged_soon(head, item, single=single)
+
     def merged_soon(
         self, head: tuple[Any, ...], *items: Any, single: tuple[Any, ...] | None = None
     ) -> asyncio.Future[Any]:

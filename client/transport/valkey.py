@@ -196,7 +196,8 @@ class ValkeyTransport(Transport):
         if delay_s > 0:
             await self.delay(stream, body, 0, delay_s)
         else:
-            await self._checked(self._xadd(stream, body))
+            batch, single = self._xadd_forms(stream)
+            await self._checked(self.coalescer.merged_or_now(batch, body, single))
 
     def publish_soon(self, topic: str, body: bytes) -> asyncio.Future[Any]:
         stream = self.keys.topic(topic)
@@ -205,11 +206,14 @@ class ValkeyTransport(Transport):
         return self._xadd(stream, body)
 
     def _xadd(self, stream: str, body: bytes) -> asyncio.Future[Any]:
+        batch, single = self._xadd_forms(stream)
+        return self.coalescer.merged_soon(batch, body, single=single)
+
+    @staticmethod
+    def _xadd_forms(stream: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         # concurrent publishes to one stream go as one script call (one command to pack
         # and parse instead of one per message); a lone one as a plain XADD
-        return self.coalescer.merged_soon(
-            ("EVAL", scripts.PUBLISH_MANY, 1, stream), body, single=("XADD", stream, "*", "m")
-        )
+        return ("EVAL", scripts.PUBLISH_MANY, 1, stream), ("XADD", stream, "*", "m")
 
     async def _register(self, topic: str, stream: str) -> None:
         check_name("topic", topic)
@@ -363,9 +367,8 @@ class ValkeyTransport(Transport):
 
     async def prune_consumers(self, idle_s: float) -> int:
         """Delete the consumers that hold nothing and were not seen for ``idle_s``."""
-        gone = 0
+        gone, idle_ms = 0, int(idle_s * 1000)
         for stream in await self.call("SMEMBERS", self.keys.streams):
-            idle_ms = int(idle_s * 1000)
             gone += int(await self.call("EVAL", scripts.PRUNE_CONSUMERS, 1, stream, idle_ms))
         return gone
 

@@ -114,3 +114,13 @@ async def test_publish_soon_on_an_unreachable_bus_fails_with_transport_error() -
         await t.publish_soon("t", b"body")
     assert not t.connected
     await t.close()
+
+
+async def test_a_publish_on_an_idle_connection_goes_straight_out_the_rest_merge() -> None:
+    redis = Recorder()
+    c = Coalescer(redis)  # type: ignore[arg-type]
+    # sequential: each alone, in its single form, without waiting for the loop turn's end
+    assert await c.merged_or_now(HEAD, b"a", SINGLE) == ("ok", *SINGLE, b"a")
+    # concurrent: the first goes out at once, the others merge into the next round trip
+    await asyncio.gather(*(c.merged_or_now(HEAD, b, SINGLE) for b in (b"1", b"2", b"3")))
+    assert redis.round_trips[1:] == [[(*SINGLE, b"1")], [(*HEAD, b"2", b"3")]]
