@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,14 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _servers import free_port, valkey  # bench/ is the script directory, so on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- (a) and (b): the baselines, run as child processes of this script -------------------
@@ -273,66 +268,28 @@ def measure(
     return result
 
 
-def start_valkey(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("valkey-server") or shutil.which("redis-server")
-    if binary is None:
-        sys.exit("valkey-server (or redis-server) is not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-            "--protected-mode",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.02)
-    sys.exit("valkey-server did not start")
-
-
 SCENARIOS = ("plain", "minimal", "gateway", "gw+lean")
 
 
 def run_all(connections: int, duration_s: int, repeats: int) -> dict[str, list[Result]]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install -y wrk)")
-    tmp = Path(tempfile.mkdtemp(prefix="kf-bench-"))
-    valkey, vport = start_valkey(tmp)
-    redis_url = f"redis://127.0.0.1:{vport}/0"
     setups = {"plain": _plain, "minimal": _minimal, "gateway": _gateway, "gw+lean": _gateway_lean}
     results: dict[str, list[Result]] = {name: [] for name in SCENARIOS}
-    try:
+    with valkey() as server, tempfile.TemporaryDirectory(prefix="kf-bench-") as tmp_dir:
+        redis_url, tmp = server.url, Path(tmp_dir)
         for i in range(repeats):  # interleaved, so a noisy neighbour hits all alike
             print(f"run {i + 1} of {repeats}", flush=True)
             for name in SCENARIOS:
                 stack, port = Stack(), free_port()
                 try:
                     setups[name](stack, port, redis_url, tmp)
-                    stack.roles["valkey"] = valkey.pid
+                    stack.roles["valkey"] = server.pid
                     url = f"http://127.0.0.1:{port}/test/hello"
                     wait_http(url, b"pong")
                     results[name].append(measure(name, url, connections, duration_s, stack.roles))
                 finally:
                     stack.stop()
-    finally:
-        valkey.terminate()
-        valkey.wait(5)
-        shutil.rmtree(tmp, ignore_errors=True)
     return results
 
 

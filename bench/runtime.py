@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,10 +42,11 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _servers import free_port, valkey  # bench/ is the script directory, so on sys.path
 
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable
@@ -168,47 +168,6 @@ def run_role(args: argparse.Namespace) -> None:
 
 
 # -- the orchestrating process ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def valkey() -> Iterator[str]:
-    binary = shutil.which("valkey-server") or shutil.which("redis-server")
-    if binary is None:
-        sys.exit("valkey-server (or redis-server) is not installed")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="kf-bench-") as tmp:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                tmp,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            wait_for(lambda: sync_redis(url).ping(), "valkey-server")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 def sync_redis(url: str) -> Any:
@@ -609,7 +568,8 @@ def write_json(report: dict[str, Any]) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    with valkey() as url:
+    with valkey() as server:
+        url = server.url
         args.url = url
         results = run_all(args)
         profile = None

@@ -189,6 +189,21 @@ def _consumer_options(f: Any) -> Any:
     return f
 
 
+def _selection_options(f: Any) -> Any:
+    """FUNCTION (or --topic/--channel), then --id (repeatable) or --all."""
+    f = click.option("--all", "all_", is_flag=True, help="every dead letter of the channel")(f)
+    f = click.option("--id", "ids", multiple=True, help="dead letter id (repeatable)")(f)
+    return _consumer_options(f)
+
+
+def _dead_letters_of(
+    f: Flags, function: str | None, topic: str | None, channel: str | None
+) -> tuple[str, str, str]:
+    """(bus URL, topic, channel) of the dead letters a dlq command works on."""
+    t, c, s = actions.consumer(f, function, topic, channel)
+    return f.bus or actions.bus_url(f, s), t, c
+
+
 @dlq.command("list")
 @release_options
 @bus_options
@@ -233,10 +248,8 @@ def dlq_show(
 ) -> None:
     """The oldest dead letters of FUNCTION, with the reason and the decoded payload."""
     f = flags(ctx, **given)
-    t, c, s = actions.consumer(f, function, topic, channel)
-    letters = asyncio.run(
-        busops.dead_letters(f.bus or actions.bus_url(f, s), f.bus_password, t, c, limit)
-    )
+    bus, t, c = _dead_letters_of(f, function, topic, channel)
+    letters = asyncio.run(busops.dead_letters(bus, f.bus_password, t, c, limit))
     rows = [busops.describe_dead(x) for x in letters]
     cells = [
         (r["id"], r["time"], r["attempt"], r["reason"], json.dumps(r.get("payload"))[:60])
@@ -252,9 +265,7 @@ def _ids(ids: tuple[str, ...], all_: bool, verb: str) -> list[str] | None:
 
 
 @dlq.command("replay")
-@_consumer_options
-@click.option("--id", "ids", multiple=True, help="dead letter id (repeatable)")
-@click.option("--all", "all_", is_flag=True, help="every dead letter of the channel")
+@_selection_options
 @release_options
 @bus_options
 @click.pass_context
@@ -271,15 +282,13 @@ def dlq_replay(
     """Put dead letters back on the channel with their attempts reset."""
     f = flags(ctx, **given)
     selected = _ids(ids, all_, "replay")
-    t, c, s = actions.consumer(f, function, topic, channel)
-    n = asyncio.run(busops.replay(f.bus or actions.bus_url(f, s), f.bus_password, t, c, selected))
+    bus, t, c = _dead_letters_of(f, function, topic, channel)
+    n = asyncio.run(busops.replay(bus, f.bus_password, t, c, selected))
     click.echo(f"replayed {n} dead letter(s) to {t}/{c}")
 
 
 @dlq.command("purge")
-@_consumer_options
-@click.option("--id", "ids", multiple=True, help="dead letter id (repeatable)")
-@click.option("--all", "all_", is_flag=True, help="every dead letter of the channel")
+@_selection_options
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @release_options
 @bus_options
@@ -298,10 +307,10 @@ def dlq_purge(
     """Delete dead letters for good."""
     f = flags(ctx, **given)
     selected = _ids(ids, all_, "purge")
-    t, c, s = actions.consumer(f, function, topic, channel)
+    bus, t, c = _dead_letters_of(f, function, topic, channel)
     if not yes:
         click.confirm(
             f"delete {'all' if all_ else len(ids)} dead letter(s) of {t}/{c}?", abort=True
         )
-    n = asyncio.run(busops.purge(f.bus or actions.bus_url(f, s), f.bus_password, t, c, selected))
+    n = asyncio.run(busops.purge(bus, f.bus_password, t, c, selected))
     click.echo(f"purged {n} dead letter(s) of {t}/{c}")

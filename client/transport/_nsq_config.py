@@ -65,18 +65,22 @@ class NsqConfig:
             lookupd_http=lookupd,
             nsqd=nsqd,
             prefix=opts.pop("prefix", ""),
-            msg_timeout_s=_number("msg_timeout_s", timeout, 1.0) if timeout else None,
-            max_req_timeout_s=_number("max_req_timeout_s", opts.pop("max_req_timeout_s", "3600")),
-            lookupd_poll_interval_s=_number(
+            msg_timeout_s=number_option("msg_timeout_s", timeout, 1.0) if timeout else None,
+            max_req_timeout_s=number_option(
+                "max_req_timeout_s", opts.pop("max_req_timeout_s", "3600")
+            ),
+            lookupd_poll_interval_s=number_option(
                 "lookupd_poll_interval_s", opts.pop("lookupd_poll_interval_s", "10"), 0.05
             ),
             heartbeat_interval_s=int(
-                _number("heartbeat_interval_s", opts.pop("heartbeat_interval_s", "30"), 1)
+                number_option("heartbeat_interval_s", opts.pop("heartbeat_interval_s", "30"), 1)
             ),
             output_buffer_timeout_ms=int(
-                _number("output_buffer_timeout_ms", opts.pop("output_buffer_timeout_ms", "25"), 1)
+                number_option(
+                    "output_buffer_timeout_ms", opts.pop("output_buffer_timeout_ms", "25"), 1
+                )
             ),
-            dial_timeout_s=_number("dial_timeout_s", opts.pop("dial_timeout_s", "2"), 0.05),
+            dial_timeout_s=number_option("dial_timeout_s", opts.pop("dial_timeout_s", "2"), 0.05),
         )
 
     def wire(self, name: str) -> str:
@@ -107,10 +111,6 @@ def _nsqd_nodes(tcp_raw: str, http_raw: str) -> tuple[Node, ...]:
     if not http:  # nsqd's defaults: TCP 4150, HTTP 4151
         http = [f"{host}:{int(port) + 1}" for host, _, port in (a.rpartition(":") for a in tcp)]
     return tuple(Node(t, h) for t, h in zip(tcp, http, strict=True))
-
-
-def _number(name: str, raw: str | None, minimum: float = 0.0) -> float:
-    return number_option(name, raw, minimum)
 
 
 def split_address(address: str) -> tuple[str, int]:
