@@ -272,7 +272,7 @@ def fill(url: str, stream: str, n: int, body: bytes) -> None:
 def start_function(url: str, concurrency: int, health_port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "KF_BUS_URL": url.replace("redis://", "valkey://"),
+        "KF_BUS_URL": url.replace("redis://", "valkey://") + os.environ.get("BENCH_BUS_QUERY", ""),
         "KF_TOPIC": TOPIC,
         "KF_FUNCTION_NAME": FUNCTION,
         "KF_CONCURRENCY": str(concurrency),

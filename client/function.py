@@ -157,6 +157,13 @@ def to_reply(request: wire.Envelope, result: Any) -> wire.Envelope:
     return wire.reply_for(request, result)
 
 
+def reply_body(request: wire.Envelope, result: Any) -> bytes:
+    """``wire.encode(to_reply(request, result))``, without the intermediate envelope."""
+    if request.kind == wire.HTTP_REQUEST:
+        return wire.encode_reply(request, to_http_response(result), kind=wire.HTTP_RESPONSE)
+    return wire.encode_reply(request, result)
+
+
 def to_http_response(result: Any) -> wire.HttpResponse:
     """Map a return value to HTTP: HttpResponse as is, bytes/str as a body, None as 204,
     anything else as JSON."""

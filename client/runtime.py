@@ -15,7 +15,7 @@ from typing import Any
 from . import wire
 from .client import Client
 from .errors import DecodeError, Reject, Retry, TransportError, UnsupportedKind
-from .function import Context, Function, error_reply, to_reply
+from .function import Context, Function, error_reply, reply_body
 from .metrics import RuntimeMetrics
 from .retry import Action, decide
 from .transport import Delivery, Subscription, Transport, from_url
@@ -95,6 +95,7 @@ class Runtime:
         self._owns_transport = transport is None
         self.client = Client(transport=self.transport)
         self.metrics = metrics or RuntimeMetrics(fn.name)
+        self.metrics.in_flight.set_function(lambda: len(self._tasks))
         self.policy = fn.retry_policy()
         self.started_at = started_at if started_at is not None else time.monotonic()
         self._handler = fn.handler
@@ -211,8 +212,6 @@ class Runtime:
 
     async def handle(self, delivery: Delivery) -> None:
         """Decode, run, reply, settle one delivery. Never raises (but for cancellation)."""
-        m = self.metrics
-        m.in_flight.inc()
         try:
             await self._handle(delivery)
         except TransportError as e:  # could not settle: the bus redelivers it later
@@ -221,8 +220,6 @@ class Runtime:
             log.exception("runtime error; the message goes back to the bus")
             with contextlib.suppress(Exception):
                 await delivery.retry(1.0)
-        finally:
-            m.in_flight.dec()
 
     async def _handle(self, delivery: Delivery) -> None:
         m = self.metrics
@@ -232,13 +229,13 @@ class Runtime:
             log.warning(
                 "malformed message dead-lettered: %s", e, extra={"attempt": delivery.attempt}
             )
-            m.outcome["malformed"].inc()
+            m.handled("malformed")
             m.dead_letters.inc()
             await delivery.dead_letter(f"malformed: {e}")
             return
         if env.expired():
             log.info("skipped: past its deadline", extra=self._extra(env, delivery))
-            m.outcome["expired"].inc()
+            m.handled("expired")
             await delivery.ack()
             return
         if env.kind not in wire.SERVED_KINDS:
@@ -248,15 +245,15 @@ class Runtime:
         started = time.perf_counter()
         try:
             result = await self._invoke(env, delivery)
-            reply = wire.encode(to_reply(env, result)) if env.reply_to else None
+            reply = reply_body(env, result) if env.reply_to else None
         except asyncio.CancelledError:
             await delivery.retry(0)  # shutting down past the grace period: hand it back
             raise
         except Exception as e:
-            m.duration.observe(time.perf_counter() - started)
+            m.took(time.perf_counter() - started)
             await self._failed(delivery, env, e)
             return
-        m.duration.observe(time.perf_counter() - started)
+        m.took(time.perf_counter() - started)
         if reply is None:
             await delivery.ack()
         else:  # the reply is on the bus before (or as) the message is acked
@@ -267,7 +264,7 @@ class Runtime:
                     raise  # bus trouble: unsettled, so the bus redelivers it
                 await self._failed(delivery, env, e)  # the bus is fine, the address is not
                 return
-        m.outcome["ok"].inc()
+        m.handled("ok")
 
     async def _invoke(self, env: wire.Envelope, delivery: Delivery) -> Any:
         args: tuple[Any, ...] = (env.payload,)
@@ -315,16 +312,16 @@ class Runtime:
         m = self.metrics
         if decision.action is Action.RETRY:
             m.retries.inc()
-            m.outcome["retry"].inc()
+            m.handled("retry")
             await delivery.retry(decision.delay_s)
             return
         if waits:
             await self._reply_error(env, error)
         if decision.action is Action.ERROR_REPLY:
-            m.outcome["error_reply"].inc()
+            m.handled("error_reply")
             await delivery.ack()
         else:
-            m.outcome["dead_letter"].inc()
+            m.handled("dead_letter")
             m.dead_letters.inc()
             await delivery.dead_letter(decision.reason)
 

@@ -217,15 +217,17 @@ def encode(env: Envelope) -> bytes:
 def encode_http_request(
     env_id: str,
     topic: str,
-    request: HttpRequest,
+    request: tuple[str, str, str, Mapping[str, str], bytes],
     *,
     time_ms: int,
     reply_to: str | None,
     deadline_ms: int | None,
     headers: Mapping[str, str],
 ) -> bytes:
-    """``encode()`` of an http-request envelope without building the Envelope: the same
-    bytes, for the gateway's hot path (tests/test_wire.py checks they are the same)."""
+    """``encode()`` of an http-request envelope without building the Envelope nor its
+    HttpRequest (``request`` is method, path, query, headers and body): the same bytes, for
+    the gateway's hot path (tests/test_wire.py checks they are the same)."""
+    method, path, query, http_headers, body = request
     return msgpack.packb(  # type: ignore[no-any-return]
         {
             "v": VERSION,
@@ -239,12 +241,34 @@ def encode_http_request(
             "deadline": deadline_ms,
             "headers": headers,
             "payload": {
-                "method": request.method,
-                "path": request.path,
-                "query": request.query,
-                "headers": request.headers,
-                "body": request.body,
+                "method": method,
+                "path": path,
+                "query": query,
+                "headers": http_headers,
+                "body": body,
             },
+        },
+        use_bin_type=True,
+    )
+
+
+def encode_reply(request: Envelope, payload: Any, *, kind: str = REPLY) -> bytes:
+    """``encode(reply_for(request, payload, kind=kind))`` without building the Envelope:
+    the same bytes, for the runtime's hot path (tests/test_wire.py checks they are the
+    same)."""
+    return msgpack.packb(  # type: ignore[no-any-return]
+        {
+            "v": VERSION,
+            "id": new_id(),
+            "topic": request.reply_to or "",
+            "kind": kind,
+            "time": now_ms(),
+            "content_type": MSGPACK,
+            "reply_to": None,
+            "correlation_id": request.id,
+            "deadline": None,
+            "headers": _trace_headers(request.headers),
+            "payload": payload_to_wire(payload),
         },
         use_bin_type=True,
     )

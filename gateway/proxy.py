@@ -203,14 +203,11 @@ class Gateway:
         if accepted and "tracestate" in headers:
             trace["tracestate"] = headers["tracestate"]
         headers["traceparent"] = traceparent
-        payload = wire.HttpRequest(
-            request.method, request.path, request.query_string, headers, body
-        )
         call_id, now = wire.new_id(), wire.now_ms()
         message = wire.encode_http_request(
             call_id,
             route.topic,
-            payload,
+            (request.method, request.path, request.query_string, headers, body),
             time_ms=now,
             reply_to=self.address,
             deadline_ms=now + int(route.timeout_s * 1000),

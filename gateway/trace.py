@@ -18,7 +18,7 @@ def child_traceparent(incoming: str | None) -> tuple[str, bool]:
         m = _TRACEPARENT.match(incoming.strip().lower())
         if m and m[1] != "ff" and m[2] != _ZERO_TRACE and m[3] != _ZERO_SPAN:
             return f"00-{m[2]}-{_span_id()}-{m[4]}", True
-    return f"00-{getrandbits(128) or 1:032x}-{_span_id()}-01", False
+    return f"00-{getrandbits(128) or 1:032x}-{getrandbits(64) or 1:016x}-01", False
 
 
 def _span_id() -> str:

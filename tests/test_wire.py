@@ -585,7 +585,7 @@ def test_the_fast_http_request_encoder_writes_the_same_bytes(
     fast = wire.encode_http_request(
         env.id,
         env.topic,
-        request,
+        (request.method, request.path, request.query, request.headers, request.body),
         time_ms=123,
         reply_to="kf:reply:1",
         deadline_ms=deadline,
@@ -606,3 +606,27 @@ def test_the_fast_constructors_build_the_same_objects() -> None:
     response = (201, {"h": "v"}, b"b")
     assert wire._http_response_of(*response) == wire.HttpResponse(*response)
     assert len(wire.HttpResponse.__dataclass_fields__) == len(response)
+
+
+@pytest.mark.parametrize(
+    "result",
+    ["pong", b"\x00raw", None, {"n": 1, "x": [1, "y"]}, wire.HttpResponse(201, {"a": "b"}, b"z")],
+    ids=["str", "bytes", "none", "json", "http-response"],
+)
+@pytest.mark.parametrize("kind", [wire.HTTP_REQUEST, wire.REQUEST])
+def test_the_fast_reply_encoder_writes_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch, result: object, kind: str
+) -> None:
+    from kubefuncs.function import reply_body, to_reply
+
+    monkeypatch.setattr(wire, "new_id", lambda: "r" * 32)
+    monkeypatch.setattr(wire, "now_ms", lambda: 1234)
+    payload = wire.HttpRequest("GET", "/", "", {}, b"") if kind == wire.HTTP_REQUEST else 1
+    request = wire.make(
+        "t",
+        payload,
+        kind=kind,
+        reply_to="kf:reply:1",
+        headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "other": "no"},
+    )
+    assert reply_body(request, result) == wire.encode(to_reply(request, result))

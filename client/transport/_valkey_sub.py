@@ -134,7 +134,10 @@ class ValkeySubscription(Subscription):
             if not free:
                 return
             try:
-                batch = await self._fetch(free)
+                # at most read_count per read, however many slots are free: the first
+                # replies go out while the next entries are read, and other replicas
+                # get their share of a backlog
+                batch = await self._fetch(min(free, self.transport.read_count))
             except (RedisError, OSError, TransportError) as e:
                 failures += 1
                 self.transport.mark(False)

@@ -8,7 +8,8 @@ sorted sets (listed in ``kf:delayed``) until :meth:`maintain` moves them. Reply 
 are lists ``kf:reply:<id>`` that expire when nobody reads them.
 
 Options (URL query): ``prefix``, ``visibility_timeout_s`` (30), ``block_ms`` (2000),
-``trim_interval_s`` (5), ``stale_consumer_s`` (3600; 0 keeps every consumer).
+``trim_interval_s`` (5), ``stale_consumer_s`` (3600; 0 keeps every consumer),
+``read_count`` (16: entries taken per read, at most).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..wire import new_id
 from . import _valkey_scripts as scripts
 from . import check_name, number_option, options
 from ._coalesce import Coalescer
+from ._valkey_pack import hiredis_packing
 from ._valkey_sub import ValkeyDelivery, ValkeyInbox, ValkeySubscription
 from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
 
@@ -46,6 +48,7 @@ OPTIONS = {
     "block_ms": "2000",
     "trim_interval_s": "5",
     "stale_consumer_s": "3600",
+    "read_count": "16",
 }
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -101,6 +104,7 @@ class ValkeyTransport(Transport):
         self.block_ms = int(number_option("block_ms", opts["block_ms"]))
         self.trim_interval_s = number_option("trim_interval_s", opts["trim_interval_s"])
         self.stale_consumer_s = number_option("stale_consumer_s", opts["stale_consumer_s"])
+        self.read_count = int(number_option("read_count", opts["read_count"], 1))
         self.touch_interval_s = self.visibility_timeout_s / 3
         self.redis: Redis = redis or Redis.from_url(
             redis_url(url),
@@ -110,6 +114,9 @@ class ValkeyTransport(Transport):
             socket_connect_timeout=5,
             socket_keepalive=True,
         )
+        if redis is None:
+            pool = self.redis.connection_pool
+            pool.connection_class = hiredis_packing(pool.connection_class)
         self.coalescer = Coalescer(self.redis, failed=self._failed, succeeded=self._worked)
         self._ok = False
         self._known_streams: set[str] = set()

@@ -53,6 +53,7 @@ function parseBusUrl(url) {
     prefix: query.get('prefix') || 'kf',
     visibilityMs: 1000 * Number(query.get('visibility_timeout_s') || 30),
     blockMs: Number(query.get('block_ms') || 2000),
+    readCount: Number(query.get('read_count') || 16),
   };
 }
 
@@ -92,7 +93,8 @@ class Bus {
   }
 
   // Up to `count` messages: first what dead consumers left behind, else new ones.
-  async fetch(count) {
+  async fetch(free) {
+    const count = Math.min(free, this.readCount); // first replies out while the rest is read
     const claimed = await this.reclaim(count);
     return claimed.length ? claimed : this.read(count);
   }

@@ -117,7 +117,9 @@ async def test_message_past_its_deadline_is_skipped_and_counted() -> None:
         await f.publish("fresh")
         await f.settle()
         assert calls == ["fresh"]
-        assert f.runtime.metrics.outcome["expired"]._value.get() == 1
+        registry = f.runtime.metrics.registry
+        labels = {"function": f.runtime.fn.name, "outcome": "expired"}
+        assert registry.get_sample_value("kubefuncs_invocations_total", labels) == 1
         assert await f.dead_letters() == []
 
 

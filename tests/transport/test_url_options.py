@@ -17,3 +17,9 @@ def test_bus_url_options_are_checked_and_unknown_ones_named(
     t = ValkeyTransport("valkey://h/0?visiblity_timeout_s=5&prefix=p")
     assert (t.keys.prefix, t.visibility_timeout_s) == ("p", 30.0)
     assert "visiblity_timeout_s ignored" in caplog.text
+
+
+def test_read_count_is_a_positive_number() -> None:
+    assert ValkeyTransport("valkey://h/0?read_count=64").read_count == 64
+    with pytest.raises(ConfigError, match="option read_count must be at least 1, got '0'"):
+        ValkeyTransport("valkey://h/0?read_count=0")

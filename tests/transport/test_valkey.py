@@ -170,3 +170,26 @@ async def test_consumers_that_left_are_forgotten_unless_they_hold_entries(
     names = {c["name"] for c in await t.redis.xinfo_consumers(stream, "c")}
     assert names == {b"left-holding", b"alive"}
     assert (await t.redis.xpending(stream, "c"))["pending"] == 1
+
+
+async def test_a_consumer_reads_at_most_read_count_entries_at_a_time(t: ValkeyTransport) -> None:
+    # Given 40 waiting entries and a consumer with room for 100 at once, reading 16 at most
+    assert t.read_count == 16
+    await t.ensure_channel("wide", "c")
+    for i in range(40):
+        await t.publish("wide", b"%d" % i)
+    sub = await t.subscribe("wide", "c", max_in_flight=100)
+    stream = t.keys.topic("wide")
+    pending_seen = []
+    got = []
+    # When it takes all of them
+    async with asyncio.timeout(5):
+        async for d in sub:
+            got.append(d)
+            pending_seen.append((await t.redis.xpending(stream, "c"))["pending"])
+            if len(got) == 40:
+                break
+    # Then they came in reads of 16, 16 and 8, all unsettled, none lost
+    assert pending_seen[0] == 16 and pending_seen[16] == 32 and pending_seen[-1] == 40
+    assert sorted(int(d.body) for d in got) == list(range(40))
+    await sub.close()
