@@ -27,6 +27,12 @@ class TransportError(KubefuncsError):
     """The bus could not be reached or refused an operation."""
 
 
+class Undeliverable(TransportError):
+    """The bus is there but will not take this message where it is addressed: a reply
+    address that is not an inbox of this bus, or a message the broker refuses. Trying the
+    same again cannot help (unlike a bus that is away)."""
+
+
 class CallTimeout(KubefuncsError):
     """Nobody replied to a call before its deadline."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import wire
 from .client import Client
-from .errors import DecodeError, Reject, Retry, TransportError, UnsupportedKind
+from .errors import DecodeError, Reject, Retry, TransportError, Undeliverable, UnsupportedKind
 from .function import Context, Function, error_reply, reply_body
 from .metrics import RuntimeMetrics
 from .retry import Action, decide
@@ -23,7 +23,7 @@ from .transport._flow import backoff_s
 
 log = logging.getLogger("kubefuncs.runtime")
 
-_QUIET_ERRORS = (Retry, Reject, TimeoutError)
+_QUIET_ERRORS = (Retry, Reject, TimeoutError, TransportError)  # their message says it all
 
 
 class _Running:
@@ -257,12 +257,11 @@ class Runtime:
         if reply is None:
             await delivery.ack()
         else:  # the reply is on the bus before (or as) the message is acked
+            # bus trouble (TransportError) leaves it unsettled: the bus hands it out again
             try:
                 await self.transport.reply_and_ack(delivery, env.reply_to or "", reply)
-            except TransportError as e:
-                if not self.transport.connected:
-                    raise  # bus trouble: unsettled, so the bus redelivers it
-                await self._failed(delivery, env, e)  # the bus is fine, the address is not
+            except Undeliverable as e:  # the bus is fine, the address is not
+                await self._failed(delivery, env, e)
                 return
         m.handled("ok")
 

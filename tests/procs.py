@@ -35,10 +35,12 @@ class Proc:
         )
 
     def output(self) -> str:
-        """The last 4000 characters of the output (all of it is kept after stop())."""
+        """The last KF_TEST_OUTPUT_CHARS (4000) characters of the output (all of it is kept
+        after stop())."""
+        keep = int(os.environ.get("KF_TEST_OUTPUT_CHARS", "4000"))
         if self._final is not None:
-            return self._final[-4000:]
-        return Path(self.log.name).read_text(errors="replace")[-4000:]
+            return self._final[-keep:]
+        return Path(self.log.name).read_text(errors="replace")[-keep:]
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -17,7 +17,7 @@ import nsq
 from nsq import protocol
 from tornado.iostream import StreamClosedError
 
-from ..errors import TransportError
+from ..errors import TransportError, Undeliverable
 from ._nsq_config import NsqConfig, split_address
 
 log = logging.getLogger("kubefuncs.transport.nsq")
@@ -28,7 +28,7 @@ CLS = b"CLS\n"
 _SETTLE_ERRORS = (b"E_FIN_FAILED", b"E_REQ_FAILED", b"E_TOUCH_FAILED")
 
 
-class NsqdRefused(TransportError):
+class NsqdRefused(Undeliverable):
     """nsqd answered a command with an error frame (E_BAD_TOPIC, E_BAD_MESSAGE, ...)."""
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from ..errors import TransportError
+from ..errors import TransportError, Undeliverable
 from . import check_name
 from ._nsq_config import (
     DEAD_CHANNEL,
@@ -262,7 +262,7 @@ class NsqTransport(Transport):
     async def send_reply(self, address: str, body: bytes) -> None:
         parsed = parse_reply_address(address)
         if parsed is None:
-            raise TransportError(f"reply address {address!r} is not a reply inbox of an NSQ bus")
+            raise Undeliverable(f"reply address {address!r} is not a reply inbox of an NSQ bus")
         topic, nsqd = parsed
         if nsqd not in {node.tcp for node in self.nodes}:
             # an nsqd we do not know yet (it joined since the last poll): ask lookupd now

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import TransportError
+from ..errors import TransportError, Undeliverable
 from ..wire import new_id
 from . import _valkey_scripts as scripts
 from . import check_name, number_option, options
@@ -292,7 +292,7 @@ class ValkeyTransport(Transport):
 
     def _check_inbox(self, address: str) -> None:
         if not address.startswith(f"{self.keys.prefix}:reply:"):
-            raise TransportError(f"reply address {address!r} is not a reply inbox of this bus")
+            raise Undeliverable(f"reply address {address!r} is not a reply inbox of this bus")
 
     # -- figures and dead letters ----------------------------------------------------------
 

@@ -224,3 +224,48 @@ async def test_a_kind_functions_do_not_serve_is_answered_and_dead_lettered() -> 
         (dead,) = await f.dead_letters()
     assert reply.kind == wire.ERROR and reply.payload.type == "UnsupportedKind"
     assert dead.reason.startswith("UnsupportedKind: a function does not serve reply messages")
+
+
+async def test_an_ack_lost_with_its_connection_leaves_the_message_to_the_bus(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a function whose reply goes out but whose ack is lost with the broker connection
+    # (NSQ: the consumer's connection dies between the reply's PUB and the FIN)
+    from kubefuncs.errors import TransportError
+
+    async with run(echo) as f:
+        transport = f.runtime.transport
+
+        async def reply_then_lose(delivery: Any, address: str, body: bytes) -> None:
+            await transport.send_reply(address, body)
+            raise TransportError("connection to the broker was lost")
+
+        f.runtime.transport.reply_and_ack = reply_then_lose  # type: ignore[method-assign]
+        # When it is called
+        assert await f.call("hi") == {"payload": "hi", "attempt": 1}
+        await asyncio.sleep(0.05)
+        stats = await transport.stats(f.topic, f.channel)
+        samples = f.runtime.metrics.invocations.values
+    # Then the caller has its reply, and the message is left unsettled for the bus to hand
+    # out again: not answered a second time with an error, not dead-lettered, no traceback
+    assert stats.in_flight == 1
+    assert samples[("echo", "error_reply")] == samples[("echo", "dead_letter")] == 0
+    assert "could not settle a message: connection to the broker was lost" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_reply_address_the_bus_refuses_is_a_failure_of_the_message() -> None:
+    # Given a request whose reply address no bus inbox can have
+    from kubefuncs.errors import Undeliverable
+
+    async with run(echo) as f:
+        transport = f.runtime.transport
+
+        async def refuse(delivery: Any, address: str, body: bytes) -> None:
+            raise Undeliverable(f"reply address {address!r} is not a reply inbox of this bus")
+
+        transport.reply_and_ack = refuse  # type: ignore[method-assign]
+        await f.publish_raw(wire.encode(wire.make(f.topic, "x", kind=wire.REQUEST, reply_to="x")))
+        await f.settle()
+        # Then it is settled as a failed message (an error reply is tried, then it is acked)
+        assert f.runtime.metrics.invocations.values[("echo", "error_reply")] == 1
