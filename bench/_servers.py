@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+
+def bus_url(redis_url: str, **options: str) -> str:
+    """The kubefuncs bus URL for a benchmark's valkey-server: ``options`` plus what
+    BENCH_BUS_QUERY holds (``read_count=8&block_ms=100``, for A/B runs of bus options)."""
+    query = "&".join(f"{k}={v}" for k, v in options.items())
+    extra = os.environ.get("BENCH_BUS_QUERY", "").lstrip("?&")
+    query = "&".join(q for q in (query, extra) if q)
+    url = redis_url.replace("redis://", "valkey://")
+    return f"{url}?{query}" if query else url
 
 
 def free_port() -> int:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _servers import free_port, valkey  # bench/ is the script directory, so on sys.path
+from _servers import bus_url, free_port, valkey  # bench/ is the script directory, so on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -271,16 +271,18 @@ def measure(
 SCENARIOS = ("plain", "minimal", "gateway", "gw+lean")
 
 
-def run_all(connections: int, duration_s: int, repeats: int) -> dict[str, list[Result]]:
+def run_all(
+    connections: int, duration_s: int, repeats: int, only: tuple[str, ...] = SCENARIOS
+) -> dict[str, list[Result]]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install -y wrk)")
     setups = {"plain": _plain, "minimal": _minimal, "gateway": _gateway, "gw+lean": _gateway_lean}
-    results: dict[str, list[Result]] = {name: [] for name in SCENARIOS}
+    results: dict[str, list[Result]] = {name: [] for name in only}
     with valkey() as server, tempfile.TemporaryDirectory(prefix="kf-bench-") as tmp_dir:
         redis_url, tmp = server.url, Path(tmp_dir)
         for i in range(repeats):  # interleaved, so a noisy neighbour hits all alike
             print(f"run {i + 1} of {repeats}", flush=True)
-            for name in SCENARIOS:
+            for name in only:
                 stack, port = Stack(), free_port()
                 try:
                     setups[name](stack, port, redis_url, tmp)
@@ -311,7 +313,7 @@ def _minimal(stack: Stack, port: int, redis_url: str, tmp: Path) -> None:
 def _gateway(stack: Stack, port: int, redis_url: str, tmp: Path) -> None:
     routes = tmp / "routes.yaml"
     routes.write_text("/test/: test\n")
-    bus = redis_url.replace("redis://", "valkey://") + "?prefix=bench"
+    bus = bus_url(redis_url, prefix="bench")
     common = {"KF_BUS_URL": bus, "KF_LOG_LEVEL": "WARNING"}
     stack.start(
         [PY, "-m", "kubefuncs", "example.ping:pong"],
@@ -332,7 +334,7 @@ def _gateway_lean(stack: Stack, port: int, redis_url: str, tmp: Path) -> None:
     stack.start(
         [PY, "-m", "kubefuncs.gateway", str(routes)],
         {
-            "KF_BUS_URL": redis_url.replace("redis://", "valkey://") + "?prefix=benchlean",
+            "KF_BUS_URL": bus_url(redis_url, prefix="benchlean"),
             "KF_LOG_LEVEL": "WARNING",
             "KF_GATEWAY_ADDR": f"127.0.0.1:{port}",
         },
@@ -342,7 +344,7 @@ def _gateway_lean(stack: Stack, port: int, redis_url: str, tmp: Path) -> None:
 
 def report(results: dict[str, list[Result]], connections: int) -> bool:
     by = {name: median_run(runs) for name, runs in results.items()}
-    print(f"\nmedian of {len(results['plain'])} runs (req/s of every run in brackets):")
+    print(f"\nmedian of {len(next(iter(results.values())))} runs (req/s of every run in brackets):")
     for name, runs in results.items():
         r = by[name]
         cpu = "  ".join(f"{role} {us:.0f}" for role, us in (r.cpu_us or {}).items())
@@ -351,6 +353,8 @@ def report(results: dict[str, list[Result]], connections: int) -> bool:
             f"  {name:<9} {r.rps:>7.0f} req/s  [{every}]  p50 {r.p50_ms:.1f} ms  "
             f"p99 {r.p99_ms:.1f} ms  CPU us/req: {cpu}"
         )
+    if set(by) != set(SCENARIOS):
+        return True  # --only: no ratios
     plain, minimal, gw, lean = by["plain"], by["minimal"], by["gateway"], by["gw+lean"]
     checks = [
         (f"gateway / plain   = {gw.rps / plain.rps:.2f}x", gw.rps / plain.rps >= 0.3, ">= 0.3x"),
@@ -377,6 +381,11 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per scenario")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help="comma-separated scenarios to run (ratios need all four)",
+    )
     parser.add_argument("--serve-plain", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-minimal", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--minimal-worker", help=argparse.SUPPRESS)
@@ -395,7 +404,10 @@ def main() -> int:
         minimal_worker(args.minimal_worker)
         return 0
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s, {os.cpu_count()} CPUs", flush=True)
-    results = run_all(args.connections, args.duration, args.repeats)
+    only = tuple(args.only.split(","))
+    if not set(only) <= set(SCENARIOS):
+        parser.error(f"--only takes some of {', '.join(SCENARIOS)}")
+    results = run_all(args.connections, args.duration, args.repeats, only)
     return 0 if report(results, args.connections) else 1
 
 

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _servers import free_port, valkey  # bench/ is the script directory, so on sys.path
+from _servers import bus_url, free_port, valkey  # bench/ is the script directory, so on sys.path
 
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable
@@ -272,7 +272,7 @@ def fill(url: str, stream: str, n: int, body: bytes) -> None:
 def start_function(url: str, concurrency: int, health_port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "KF_BUS_URL": url.replace("redis://", "valkey://") + os.environ.get("BENCH_BUS_QUERY", ""),
+        "KF_BUS_URL": bus_url(url),
         "KF_TOPIC": TOPIC,
         "KF_FUNCTION_NAME": FUNCTION,
         "KF_CONCURRENCY": str(concurrency),
