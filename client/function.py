@@ -152,16 +152,22 @@ class Context:
 
 def to_reply(request: wire.Envelope, result: Any) -> wire.Envelope:
     """The reply envelope for a handler's return value."""
-    if request.kind == wire.HTTP_REQUEST:
-        return wire.reply_for(request, to_http_response(result), kind=wire.HTTP_RESPONSE)
-    return wire.reply_for(request, result)
+    payload, kind = _reply_payload(request, result)
+    return wire.reply_for(request, payload, kind=kind)
 
 
 def reply_body(request: wire.Envelope, result: Any) -> bytes:
     """``wire.encode(to_reply(request, result))``, without the intermediate envelope."""
+    payload, kind = _reply_payload(request, result)
+    return wire.encode_reply(request, payload, kind=kind)
+
+
+def _reply_payload(request: wire.Envelope, result: Any) -> tuple[Any, str]:
+    """A handler's return value as a reply payload and kind: an http-request is answered
+    with an http-response, anything else with a plain reply."""
     if request.kind == wire.HTTP_REQUEST:
-        return wire.encode_reply(request, to_http_response(result), kind=wire.HTTP_RESPONSE)
-    return wire.encode_reply(request, result)
+        return to_http_response(result), wire.HTTP_RESPONSE
+    return result, wire.REPLY
 
 
 def to_http_response(result: Any) -> wire.HttpResponse:

@@ -60,6 +60,7 @@ class Keys:
         self.prefix = prefix
         self.streams = f"{prefix}:streams"
         self.delayed_index = f"{prefix}:delayed"
+        self.reply_prefix = f"{prefix}:reply:"
         self.delayed_prefix = f"{prefix}:delayed:"
 
     def topic(self, topic: str) -> str:
@@ -75,7 +76,7 @@ class Keys:
         return self.delayed_prefix + stream
 
     def reply(self) -> str:
-        return f"{self.prefix}:reply:{new_id()}"
+        return self.reply_prefix + new_id()
 
 
 def redis_url(url: str) -> str:
@@ -210,9 +211,6 @@ class ValkeyTransport(Transport):
         stream = self.keys.topic(topic)
         if stream not in self._known_streams:
             return super().publish_soon(topic, body)
-        return self._xadd(stream, body)
-
-    def _xadd(self, stream: str, body: bytes) -> asyncio.Future[Any]:
         batch, single = self._xadd_forms(stream)
         return self.coalescer.merged_soon(batch, body, single=single)
 
@@ -291,7 +289,7 @@ class ValkeyTransport(Transport):
         await self._checked(self.coalescer.merged(head, address, body, delivery.entry_id))
 
     def _check_inbox(self, address: str) -> None:
-        if not address.startswith(f"{self.keys.prefix}:reply:"):
+        if not address.startswith(self.keys.reply_prefix):
             raise Undeliverable(f"reply address {address!r} is not a reply inbox of this bus")
 
     # -- figures and dead letters ----------------------------------------------------------

@@ -179,21 +179,25 @@ async def test_bus_down_at_start_is_waited_for_not_a_crash_loop(
         server.close()
 
 
-def test_a_wrong_setting_stops_the_process_with_a_message(tmp_path: Path) -> None:
-    proc, _ = start_fn("valkey://127.0.0.1:1/0", tmp_path / "r", KF_CONCURRENCY="eight")
+@pytest.mark.parametrize(
+    ("query", "env", "message"),
+    [
+        ("", {"KF_CONCURRENCY": "eight"}, "KF_CONCURRENCY must be an integer, got 'eight'"),
+        (
+            "?visibility_timeout_s=soon",
+            {},
+            "option visibility_timeout_s must be a number, got 'soon'",
+        ),
+    ],
+    ids=["setting", "bus-url-option"],
+)
+def test_a_wrong_setting_stops_the_process_with_a_message(
+    tmp_path: Path, query: str, env: dict[str, str], message: str
+) -> None:
+    proc, _ = start_fn(f"valkey://127.0.0.1:1/0{query}", tmp_path / "r", **env)
     code = proc.proc.wait(15)
     output = proc.output()
     proc.stop()
     assert code == 2
-    assert "KF_CONCURRENCY must be an integer, got 'eight'" in output
-    assert "Traceback" not in output
-
-
-def test_a_wrong_bus_url_option_stops_the_process_with_a_message(tmp_path: Path) -> None:
-    proc, _ = start_fn("valkey://127.0.0.1:1/0?visibility_timeout_s=soon", tmp_path / "r")
-    code = proc.proc.wait(15)
-    output = proc.output()
-    proc.stop()
-    assert code == 2
-    assert "option visibility_timeout_s must be a number, got 'soon'" in output
+    assert message in output
     assert "Traceback" not in output

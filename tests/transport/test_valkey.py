@@ -4,6 +4,8 @@ reply inboxes, the key layout other languages rely on."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable
+from typing import TypeVar
 
 import pytest
 from kubefuncs.errors import TransportError
@@ -13,6 +15,7 @@ from tests.servers import ServerProcess
 from tests.transport.conftest import OPTIONS
 
 pytestmark = pytest.mark.real
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["valkey", "redis"])
@@ -25,14 +28,20 @@ async def t(request: pytest.FixtureRequest) -> ValkeyTransport:
     await transport.close()
 
 
-async def consume(t: ValkeyTransport, channel: str, n: int, *, ack: bool = True) -> list[bytes]:
-    sub = await t.subscribe("big", channel, max_in_flight=n)
-    got = []
+async def first(items: AsyncIterable[T], n: int) -> list[T]:
+    """The first ``n`` items of a subscription or an inbox, within 5 s."""
+    got: list[T] = []
     async with asyncio.timeout(5):
-        async for d in sub:
-            got.append(d)
+        async for item in items:
+            got.append(item)
             if len(got) == n:
                 break
+    return got
+
+
+async def consume(t: ValkeyTransport, channel: str, n: int, *, ack: bool = True) -> list[bytes]:
+    sub = await t.subscribe("big", channel, max_in_flight=n)
+    got = await first(sub, n)
     if ack:
         for d in got:
             await d.ack()
@@ -104,12 +113,7 @@ async def test_replies_to_one_inbox_arrive_in_order_and_keep_a_ttl(t: ValkeyTran
     inbox = await t.open_inbox(60)
     await asyncio.gather(*(t.send_reply(inbox.address, b"%d" % i) for i in range(700)))
     assert 0 < await t.redis.pttl(inbox.address) <= 60_000
-    got: list[bytes] = []
-    async with asyncio.timeout(5):
-        async for body in inbox:
-            got.append(body)
-            if len(got) == 700:
-                break
+    got = await first(inbox, 700)
     assert got == [b"%d" % i for i in range(700)]
     await inbox.close()
 
@@ -121,12 +125,7 @@ async def test_reply_and_ack_settle_a_batch_together(t: ValkeyTransport) -> None
     for i in range(3):
         await t.publish("work", b"%d" % i)
     sub = await t.subscribe("work", "c", max_in_flight=3)
-    got = []
-    async with asyncio.timeout(5):
-        async for d in sub:
-            got.append(d)
-            if len(got) == 3:
-                break
+    got = await first(sub, 3)
     # When their replies and acks go out concurrently
     await asyncio.gather(*(t.reply_and_ack(d, inbox.address, b"re:" + d.body) for d in got))
     # Then every reply is in the inbox and nothing is pending on the channel
