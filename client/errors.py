@@ -61,3 +61,8 @@ class Reject(KubefuncsError):
 
 class UnsupportedKind(Reject):
     """A message of a kind functions do not serve (a reply, say): never run, dead-lettered."""
+
+
+class LoopFailed(KubefuncsError):
+    """A loop that must run for the life of the process (consuming, reading replies) died:
+    the process stops and exits non-zero so that its supervisor restarts it."""

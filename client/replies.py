@@ -24,6 +24,7 @@ class ReplyRouter:
         self.transport = transport
         self.ttl_s = ttl_s
         self.late = 0  # replies nobody waited for any more (timed out, or unknown)
+        self.malformed = 0  # replies dropped because they could not be read
         self._waiters: dict[str, asyncio.Future[wire.Envelope]] = {}
         self._deadlines = _Deadlines(self._waiters)
         self._inbox: Inbox | None = None
@@ -62,16 +63,22 @@ class ReplyRouter:
     async def _read(self, inbox: Inbox) -> None:
         async for body in inbox:
             try:
-                reply = wire.decode(body)
-            except DecodeError as e:
-                log.warning("dropped a malformed reply: %s", e)
-                continue
-            future = self._waiters.pop(reply.correlation_id or "", None)
-            if future is None or future.done():
-                self.late += 1
-                log.info("late reply for %s dropped", reply.correlation_id)
-                continue
-            future.set_result(reply)
+                self._deliver(body)
+            except Exception as e:  # one bad reply must never stop the reader
+                self.malformed += 1
+                log.warning("dropped a malformed reply: %s: %.200s", type(e).__name__, e)
+
+    def _deliver(self, body: bytes) -> None:
+        try:
+            reply = wire.decode(body)
+        except RecursionError as e:
+            raise DecodeError("nested too deeply") from e
+        future = self._waiters.pop(reply.correlation_id or "", None)
+        if future is None or future.done():
+            self.late += 1
+            log.info("late reply for %s dropped", reply.correlation_id)
+            return
+        future.set_result(reply)
 
     async def close(self) -> None:
         if self._inbox is not None:

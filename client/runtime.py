@@ -14,10 +14,18 @@ from typing import Any
 
 from . import wire
 from .client import Client
-from .errors import DecodeError, Reject, Retry, TransportError, Undeliverable, UnsupportedKind
+from .errors import (
+    DecodeError,
+    LoopFailed,
+    Reject,
+    Retry,
+    TransportError,
+    Undeliverable,
+    UnsupportedKind,
+)
 from .function import Context, Function, error_reply, reply_body
 from .metrics import RuntimeMetrics
-from .retry import Action, decide
+from .retry import Action, backoff_delay_s, decide
 from .transport import Delivery, Subscription, Transport, from_url
 from .transport._flow import backoff_s
 
@@ -106,6 +114,7 @@ class Runtime:
         self._stopping = asyncio.Event()
         self._finished = False  # loops check it too: a swallowed cancel must not keep them
         self.consuming = False
+        self.failure: BaseException | None = None  # why the consume loop died, if it did
 
     @property
     def ready(self) -> bool:
@@ -131,8 +140,10 @@ class Runtime:
             s.channel_name,
             extra={"function": self.fn.name, "topic": s.topic},
         )
+        consume = asyncio.create_task(self._consume(sub))
+        consume.add_done_callback(self._consume_ended)
         background = [
-            asyncio.create_task(self._consume(sub)),
+            consume,
             asyncio.create_task(self._maintain()),
             asyncio.create_task(self._keep_alive()),
         ]
@@ -151,6 +162,18 @@ class Runtime:
             if self._owns_transport:
                 await self.transport.close()
             log.info("stopped", extra={"function": self.fn.name})
+        if self.failure is not None:
+            raise LoopFailed(f"the consume loop died: {self.failure!r}") from self.failure
+
+    def _consume_ended(self, task: asyncio.Task[None]) -> None:
+        """The consume loop ends only when stopped; anything else is a bug to restart on:
+        not ready at once, drain, and :meth:`run` raises (exit code 1)."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        self.failure = task.exception() or RuntimeError("the consume loop ended by itself")
+        log.critical("the consume loop died; stopping", exc_info=self.failure)
+        self.consuming = False
+        self.stop()
 
     async def _connect(self) -> bool:
         """Connect, retrying with backoff while the bus is away (no crash loop)."""
@@ -216,16 +239,33 @@ class Runtime:
             await self._handle(delivery)
         except TransportError as e:  # could not settle: the bus redelivers it later
             log.warning("could not settle a message: %s", e)
-        except Exception:
-            log.exception("runtime error; the message goes back to the bus")
-            with contextlib.suppress(Exception):
-                await delivery.retry(1.0)
+        except Exception as e:
+            await self._runtime_error(delivery, e)
+
+    async def _runtime_error(self, delivery: Delivery, error: Exception) -> None:
+        """A bug of ours (or a library's) on this message: counted as an attempt, so it
+        is dead-lettered at KF_MAX_ATTEMPTS instead of coming back forever."""
+        final = delivery.attempt >= self.policy.max_attempts
+        log.exception(
+            "runtime error; the message is %s",
+            "dead-lettered" if final else "retried",
+            extra={"attempt": delivery.attempt},
+        )
+        with contextlib.suppress(Exception):
+            if final:
+                self.metrics.handled("dead_letter")
+                self.metrics.dead_letters.inc()
+                await delivery.dead_letter(f"runtime error: {type(error).__name__}: {error}")
+            else:
+                await delivery.retry(backoff_delay_s(self.policy, delivery.attempt))
 
     async def _handle(self, delivery: Delivery) -> None:
         m = self.metrics
         try:
+            if delivery.malformed:
+                raise DecodeError(f"entry: {delivery.malformed}")
             env = wire.decode(delivery.body)
-        except DecodeError as e:
+        except (DecodeError, RecursionError) as e:
             log.warning(
                 "malformed message dead-lettered: %s", e, extra={"attempt": delivery.attempt}
             )
@@ -260,8 +300,12 @@ class Runtime:
             # bus trouble (TransportError) leaves it unsettled: the bus hands it out again
             try:
                 await self.transport.reply_and_ack(delivery, env.reply_to or "", reply)
-            except Undeliverable as e:  # the bus is fine, the address is not
-                await self._failed(delivery, env, e)
+            except Undeliverable as e:  # the bus is fine, the address is not: never retried
+                log.warning("reply undeliverable, dead-lettered: %s", e,
+                            extra=self._extra(env, delivery))  # fmt: skip
+                m.handled("dead_letter")
+                m.dead_letters.inc()
+                await delivery.dead_letter(f"Undeliverable: {e}")
                 return
         m.handled("ok")
 

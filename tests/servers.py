@@ -35,10 +35,12 @@ def require_binary(name: str) -> str:
 
 
 class ServerProcess:
-    """A valkey-server / redis-server with AOF persistence that tests can kill and restart."""
+    """A valkey-server / redis-server (AOF persistence unless ``persistent=False``) that tests
+    can kill and restart."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, persistent: bool = True) -> None:
         self.binary = require_binary(binary)
+        self.persistent = persistent  # False: a restart comes back empty, like a cache
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"kf-{binary}-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -58,7 +60,7 @@ class ServerProcess:
                 "--dir",
                 str(self.dir),
                 "--appendonly",
-                "yes",
+                "yes" if self.persistent else "no",
                 "--appendfsync",
                 "always",
                 "--save",

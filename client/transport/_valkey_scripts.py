@@ -82,6 +82,8 @@ return #ARGV
 # Deliver replies: push every body onto the inbox list and (re)arm its expiry, so an inbox
 # nobody reads any more goes away. KEYS[1]: the inbox; ARGV[1]: TTL in ms; ARGV[2..]: bodies.
 REPLY_MANY = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'list' and kind ~= 'none' then return -1 end
 for i = 2, #ARGV do
   redis.call('RPUSH', KEYS[1], ARGV[i])
 end
@@ -93,14 +95,24 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 # entries came from; ARGV[1]: the group; ARGV[2]: inbox TTL in ms; then (inbox, body, entry
 # id) triples, one per handled message. Inboxes are named in ARGV, as MOVE_DUE's streams
 # are: this backend serves standalone Valkey/Redis, not cluster.
+#
+# An inbox name that holds a key of another type can never take a reply: its entry is left
+# unacknowledged and its id returned, so that one message is refused (Undeliverable) while
+# the others of the batch go through. XACK by pcall: a group the server lost (restart
+# without persistence) has nothing left to acknowledge.
 REPLY_ACK = """
-local acked = 0
+local refused = {}
 for i = 3, #ARGV, 3 do
-  redis.call('RPUSH', ARGV[i], ARGV[i + 1])
-  redis.call('PEXPIRE', ARGV[i], ARGV[2])
-  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], ARGV[i + 2])
+  local kind = redis.call('TYPE', ARGV[i]).ok
+  if kind == 'list' or kind == 'none' then
+    redis.call('RPUSH', ARGV[i], ARGV[i + 1])
+    redis.call('PEXPIRE', ARGV[i], ARGV[2])
+    redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[i + 2])
+  else
+    refused[#refused + 1] = ARGV[i + 2]
+  end
 end
-return acked
+return refused
 """
 
 # Forget consumers that left: every consumer of every group of the stream that holds no

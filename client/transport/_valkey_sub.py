@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from ..errors import TransportError
+from ..errors import TransportError, Undeliverable
 from ..wire import new_id
 from ._flow import Window, backoff_s
 from .base import Delivery, Inbox, Subscription
@@ -29,13 +29,34 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
 
 
+def lost_group(error: Exception) -> bool:
+    """The server answered that the consumer group does not exist (any more)."""
+    return str(error).startswith("NOGROUP")
+
+
+def entry_attempts(fields: dict[bytes, bytes]) -> tuple[int, str | None]:
+    """The attempts an entry records (``a``), or 0 and why the field is unusable: an entry
+    anyone may have written must never stop the loop that reads it."""
+    raw = fields.get(b"a", b"0")
+    if raw.isdigit() and len(raw) <= 9:
+        return int(raw), None
+    shown = raw[:40].decode("utf-8", "backslashreplace")
+    return 0, f"attempt field {shown!r} is not an integer of at most 9 digits"
+
+
 class ValkeyDelivery(Delivery):
     __slots__ = ("_settled", "_sub", "entry_id", "stream")
 
     def __init__(
-        self, sub: ValkeySubscription, stream: str, entry_id: bytes, body: bytes, attempt: int
+        self,
+        sub: ValkeySubscription,
+        stream: str,
+        entry_id: bytes,
+        body: bytes,
+        attempt: int,
+        malformed: str | None = None,
     ) -> None:
-        super().__init__(body, attempt)
+        super().__init__(body, attempt, malformed)
         self._sub = sub
         self.stream = stream
         self.entry_id = entry_id
@@ -101,13 +122,28 @@ class ValkeyDelivery(Delivery):
                 else:
                     await action()
                 break
+            except Undeliverable:
+                raise  # the bus is fine, the reply address is not: the runtime decides
             except TransportError:
                 if self._sub.transport._closed:
                     raise
                 failures += 1
                 await asyncio.sleep(backoff_s(failures))
-        self._settled = True
-        self._sub.window.release()
+            except ResponseError as e:
+                if not lost_group(e):
+                    self._release()
+                    raise TransportError(f"settling {self.entry_id!r} refused: {e}") from e
+                # the server lost the group (restart without persistence), and with it
+                # this entry's pending state: there is nothing left to settle
+                log.warning("group %s of %s is gone; %r counts as settled", self.group,
+                            self.stream, self.entry_id)  # fmt: skip
+                break
+        self._release()
+
+    def _release(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._sub.window.release()
 
 
 class ValkeySubscription(Subscription):
@@ -151,24 +187,27 @@ class ValkeySubscription(Subscription):
                 yield delivery
 
     async def _fetch(self, count: int) -> list[ValkeyDelivery]:
-        claimed = await self._reclaim(count)
-        if claimed:
-            return claimed
-        block_ms = self.transport.block_ms
         try:
-            response: Any = await self.transport.redis.xreadgroup(
-                self.channel,
-                self.consumer,
-                {s: ">" for s in self.streams},
-                count=count,
-                block=block_ms if block_ms > 0 else None,
-            )
+            return await self._reclaim(count) or await self._read(count)
         except ResponseError as e:
-            if "NOGROUP" not in str(e):
+            if not lost_group(e):
                 raise
-            # the server lost the group (restart without persistence, or deleted): recreate
+            # the server lost the group (restart without persistence, or deleted): any
+            # command of the round (XAUTOCLAIM, XPENDING, XREADGROUP) may see it first
+            log.warning("group %s of %s is gone; creating it again", self.channel, self.topic)
             await self.transport.ensure_channel(self.topic, self.channel)
+            self._last_claim = 0.0
             return []
+
+    async def _read(self, count: int) -> list[ValkeyDelivery]:
+        block_ms = self.transport.block_ms
+        response: Any = await self.transport.redis.xreadgroup(
+            self.channel,
+            self.consumer,
+            {s: ">" for s in self.streams},
+            count=count,
+            block=block_ms if block_ms > 0 else None,
+        )
         if not response and block_ms <= 0:  # polling mode (block_ms=0): pause between polls
             await asyncio.sleep(0.01)
         out = []
@@ -182,8 +221,11 @@ class ValkeySubscription(Subscription):
     def _delivery(
         self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], delivered: int
     ) -> ValkeyDelivery:
-        prior = int(fields.get(b"a", 0))
-        return ValkeyDelivery(self, stream, entry_id, fields.get(b"m", b""), prior + delivered)
+        prior, malformed = entry_attempts(fields)
+        body = fields.get(b"m")
+        if body is None:
+            malformed = "entry has no m field"
+        return ValkeyDelivery(self, stream, entry_id, body or b"", prior + delivered, malformed)
 
     async def _reclaim(self, count: int) -> list[ValkeyDelivery]:
         """Take over entries a dead consumer of this channel left unsettled."""

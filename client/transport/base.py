@@ -49,11 +49,14 @@ class DeadLetter:
 class Delivery(abc.ABC):
     """One received message, owned by this consumer until it is settled."""
 
-    __slots__ = ("attempt", "body")
+    __slots__ = ("attempt", "body", "malformed")
 
-    def __init__(self, body: bytes, attempt: int) -> None:
+    def __init__(self, body: bytes, attempt: int, malformed: str | None = None) -> None:
         self.body = body
         self.attempt = attempt
+        # why the bus entry itself is unusable (not only its body): the runtime
+        # dead-letters it with this reason instead of decoding it
+        self.malformed = malformed
 
     @abc.abstractmethod
     async def ack(self) -> None:

@@ -271,9 +271,11 @@ class ValkeyTransport(Transport):
         self._check_inbox(address)
         # the replies of concurrent handlers to one inbox go as one command (the runtime's
         # hottest spot was one MULTI/EXEC round trip per reply)
-        await self._checked(
+        done = await self._checked(
             self.coalescer.merged(("EVAL", scripts.REPLY_MANY, 1, address, REPLY_TTL_MS), body)
         )
+        if done == -1:
+            raise _wrong_type(address)
 
     async def reply_and_ack(self, delivery: Delivery, address: str, body: bytes) -> None:
         if not isinstance(delivery, ValkeyDelivery):
@@ -286,7 +288,9 @@ class ValkeyTransport(Transport):
         # one script for the reply and the ack, merged with the other handlers' of this
         # loop turn: one command per batch instead of two, and never an ack without its reply
         head = ("EVAL", scripts.REPLY_ACK, 1, delivery.stream, delivery.group, REPLY_TTL_MS)
-        await self._checked(self.coalescer.merged(head, address, body, delivery.entry_id))
+        refused = await self._checked(self.coalescer.merged(head, address, body, delivery.entry_id))
+        if refused and delivery.entry_id in refused:  # one result for the whole batch
+            raise _wrong_type(address)
 
     def _check_inbox(self, address: str) -> None:
         if not address.startswith(self.keys.reply_prefix):
@@ -415,3 +419,7 @@ def _dead_letter(entry_id: str, fields: dict[bytes, bytes]) -> DeadLetter:
         attempt=int(fields.get(b"a", b"0")),
         time_ms=int(entry_id.split("-")[0]),
     )
+
+
+def _wrong_type(address: str) -> Undeliverable:
+    return Undeliverable(f"reply address {address!r} holds a key that is not a reply inbox")

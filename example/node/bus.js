@@ -57,13 +57,30 @@ function parseBusUrl(url) {
   };
 }
 
-// Field list [f1, v1, f2, v2, ...] of a stream entry -> one message.
+// Field list [f1, v1, f2, v2, ...] of a stream entry -> one message. An entry that is not
+// one kubefuncs wrote (no m, an attempt count that is not a small integer) still becomes a
+// message, marked `malformed`: the runtime dead-letters it instead of the loop failing.
 function message(stream, id, fields, deliveries) {
   const f = {};
-  for (let i = 0; i < fields.length; i += 2) f[fields[i].toString()] = fields[i + 1];
-  const prior = f.a ? Number(f.a.toString()) : 0;
-  return { stream, id: id.toString(), body: f.m || Buffer.alloc(0), attempt: prior + deliveries };
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i].toString()] = fields[i + 1];
+  const m = { stream, id: id.toString(), body: f.m || Buffer.alloc(0), attempt: deliveries };
+  const a = f.a === undefined ? '0' : f.a.toString();
+  if (!/^[0-9]{1,9}$/.test(a)) {
+    m.malformed = `attempt field ${JSON.stringify(a.slice(0, 40))} is not an integer`;
+  } else {
+    m.attempt += Number(a);
+  }
+  if (f.m === undefined) m.malformed = 'entry has no m field';
+  return m;
 }
+
+// A command failed because the server lost the consumer group (a restart without
+// persistence, or the group was deleted).
+const lostGroup = (e) => String(e && e.message).includes('NOGROUP');
+
+// Errors of the reply address itself, not of the bus: retrying cannot help.
+const permanentReplyError = (e) => /^(WRONGTYPE|EXECABORT)/.test(String(e && e.message));
+const undeliverable = (e) => Object.assign(e, { undeliverable: true });
 
 class Bus {
   constructor({ busUrl, password, topic, channel }) {
@@ -95,23 +112,23 @@ class Bus {
   // Up to `count` messages: first what dead consumers left behind, else new ones.
   async fetch(free) {
     const count = Math.min(free, this.readCount); // first replies out while the rest is read
-    const claimed = await this.reclaim(count);
-    return claimed.length ? claimed : this.read(count);
+    try {
+      const claimed = await this.reclaim(count);
+      return claimed.length ? claimed : await this.read(count);
+    } catch (e) {
+      // any command of the round may be the first to see the group gone: recreate it
+      if (!lostGroup(e)) throw e;
+      await this.ensureGroups();
+      return [];
+    }
   }
 
   async read(count) {
     // block_ms=0 means polling (as in the Python transport), not BLOCK 0 (forever)
     const block = this.blockMs > 0 ? ['BLOCK', this.blockMs] : [];
-    let response;
-    try {
-      response = await this.reader.xreadgroupBuffer(
-        'GROUP', this.channel, this.consumer, 'COUNT', count, ...block,
-        'STREAMS', ...this.streams, '>', '>');
-    } catch (e) {
-      if (!String(e.message).includes('NOGROUP')) throw e;
-      await this.ensureGroups(); // the server lost the group: recreate it
-      return [];
-    }
+    const response = await this.reader.xreadgroupBuffer(
+      'GROUP', this.channel, this.consumer, 'COUNT', count, ...block,
+      'STREAMS', ...this.streams, '>', '>');
     if (!response && !block.length) await new Promise((resolve) => setTimeout(resolve, 10));
     const out = [];
     for (const [stream, entries] of response || []) {
@@ -177,11 +194,17 @@ class Bus {
     return this.cmd.xclaim(m.stream, this.channel, this.consumer, 0, m.id, 'IDLE', 0, 'JUSTID');
   }
 
-  reply(address, body) {
+  // An address that is not an inbox, or a key of another type (WRONGTYPE), is refused for
+  // good: `undeliverable`, so the runtime dead-letters the message instead of retrying.
+  async reply(address, body) {
     if (!address.startsWith(`${this.prefix}:reply:`)) {
-      throw new Error(`reply address ${address} is not a reply inbox of this bus`);
+      throw undeliverable(new Error(`reply address ${address} is not a reply inbox of this bus`));
     }
-    return exec(this.cmd.multi().rpush(address, body).pexpire(address, REPLY_TTL_MS));
+    try {
+      await exec(this.cmd.multi().rpush(address, body).pexpire(address, REPLY_TTL_MS));
+    } catch (e) {
+      throw permanentReplyError(e) ? undeliverable(e) : e;
+    }
   }
 
   // Housekeeping: move due delayed retries back into their streams.
@@ -207,4 +230,4 @@ async function exec(tx) {
   for (const [err] of await tx.exec()) if (err) throw err;
 }
 
-module.exports = { Bus, parseBusUrl };
+module.exports = { Bus, message, parseBusUrl, undeliverable };

@@ -9,6 +9,7 @@ const crypto = require('node:crypto');
 const { encode: pack } = require('@msgpack/msgpack');
 const { NsqdConn, NsqdRefused, Publishers, lookupNodes } = require('./nsq_conn');
 const { allot, parseNsqUrl, parseReplyAddress, sideTopic, wireName } = require('./nsq_config');
+const { undeliverable } = require('./bus');
 
 const TICK_MS = 100; // how often links are checked and reconnected (each with its own backoff)
 const ROTATE_EVERY_MS = 250; // fewer free slots than links: the shares rotate this often
@@ -168,10 +169,16 @@ class NsqBus {
   // nsqlookupd once more), else to any nsqd we know; never dial an address a message names.
   async reply(address, body) {
     const parsed = parseReplyAddress(address);
-    if (!parsed) throw new Error(`reply address ${address} is not a reply inbox of an NSQ bus`);
+    if (!parsed) {
+      throw undeliverable(new Error(`reply address ${address} is not a reply inbox of an NSQ bus`));
+    }
     const [topic, nsqd] = parsed;
     if (!this.nodes.some((n) => n.tcp === nsqd)) await this.refreshNodes();
-    await this.publishers.publish(this.nodes, topic, body, nsqd);
+    try {
+      await this.publishers.publish(this.nodes, topic, body, nsqd);
+    } catch (e) {
+      throw e instanceof NsqdRefused ? undeliverable(e) : e; // nsqd refuses it for good
+    }
   }
 
   async moveDue() {} // nsqd defers REQ and DPUB itself

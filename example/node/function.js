@@ -153,6 +153,10 @@ class Runtime {
 
   // One message: decode, skip if expired, run, reply, then ack (reply first: at-least-once).
   async process(m) {
+    if (m.malformed) {
+      log('warn', `malformed entry dead-lettered: ${m.malformed}`, { attempt: m.attempt });
+      return this.bus.deadLetter(m, `malformed entry: ${m.malformed}`);
+    }
     let env;
     try {
       env = wire.decode(m.body);
@@ -177,6 +181,11 @@ class Runtime {
       const result = await this.invoke(env, m);
       if (env.reply_to) await this.bus.reply(env.reply_to, wire.encode(toReply(env, result)));
     } catch (err) {
+      if (err && err.undeliverable) {
+        // the address can never take a reply: keep the message, do not run it again
+        log('warn', `reply undeliverable, dead-lettered: ${err.message}`, extra);
+        return this.bus.deadLetter(m, `Undeliverable: ${err.message}`);
+      }
       return this.failed(m, env, err, extra);
     }
     return this.bus.ack(m);
