@@ -45,15 +45,10 @@ class Message:
     attempts: int = 0
     owner: Consumer | None = None
     delivered_at: float = 0.0
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    deadline: float = field(default=0.0, repr=False)  # nsqd's msg.pri: timeout or undefer time
 
     def copy(self) -> Message:
-        return replace(self, owner=None, timer=None)
-
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        return replace(self, owner=None)
 
 
 class ChannelError(Exception):
@@ -61,7 +56,13 @@ class ChannelError(Exception):
 
 
 class Channel:
-    """Queue shared by the consumers of one topic channel."""
+    """Queue shared by the consumers of one topic channel.
+
+    As in nsqd, in-flight timeouts and deferred messages are not timers: they are acted on
+    only when nsqd's queue scan loop visits the channel (:meth:`scan`), so a message comes
+    back no sooner than its deadline and possibly much later (channel.go
+    processInFlightQueue / processDeferredQueue, nsqd.go queueScanLoop).
+    """
 
     def __init__(
         self,
@@ -133,12 +134,10 @@ class Channel:
             consumer.deliver(msg)
 
     def finish(self, consumer: Consumer, msg_id: bytes) -> None:
-        msg = self._pop_in_flight(consumer, msg_id)
-        msg.cancel_timer()
+        self._pop_in_flight(consumer, msg_id)
 
     def requeue(self, consumer: Consumer, msg_id: bytes, delay_s: float) -> None:
         msg = self._pop_in_flight(consumer, msg_id)
-        msg.cancel_timer()
         self.requeue_count += 1
         if delay_s > 0:
             self._start_deferred(msg, delay_s)
@@ -147,15 +146,25 @@ class Channel:
 
     def touch(self, consumer: Consumer, msg_id: bytes, timeout_s: float) -> None:
         msg = self._owned_in_flight(consumer, msg_id)
-        loop = asyncio.get_running_loop()
-        deadline = min(loop.time() + timeout_s, msg.delivered_at + self.max_msg_timeout_s)
-        msg.cancel_timer()
-        msg.timer = loop.call_at(deadline, self._expire, msg)
+        now = asyncio.get_running_loop().time()
+        msg.deadline = min(now + timeout_s, msg.delivered_at + self.max_msg_timeout_s)
+
+    def scan(self, now: float) -> bool:
+        """One visit of nsqd's queue scan worker: time out expired in-flight messages and
+        release due deferred ones. True when there was work ("dirty")."""
+        if self.deleted:
+            return False
+        expired = [m for m in self._in_flight.values() if m.deadline <= now]
+        due = [m for m in self._deferred.values() if m.deadline <= now]
+        for msg in sorted(expired, key=lambda m: m.deadline):
+            self._expire(msg)
+        for msg in sorted(due, key=lambda m: m.deadline):
+            del self._deferred[msg.id]
+            self._enqueue(msg)
+        return bool(expired or due)
 
     def empty(self) -> None:
         """Drop queued, in-flight and deferred messages (nsqd's /channel/empty)."""
-        for msg in [*self._in_flight.values(), *self._deferred.values()]:
-            msg.cancel_timer()
         self._queue.clear()
         self._in_flight.clear()
         self._deferred.clear()
@@ -190,13 +199,10 @@ class Channel:
         msg.attempts += 1
         msg.owner = consumer
         msg.delivered_at = loop.time()
-        msg.timer = loop.call_later(consumer.msg_timeout_s, self._expire, msg)
+        msg.deadline = msg.delivered_at + consumer.msg_timeout_s
         self._in_flight[msg.id] = msg
 
     def _expire(self, msg: Message) -> None:
-        msg.timer = None
-        if self._in_flight.get(msg.id) is not msg:
-            return
         del self._in_flight[msg.id]
         self.timeout_count += 1
         owner, msg.owner = msg.owner, None
@@ -206,13 +212,8 @@ class Channel:
 
     def _start_deferred(self, msg: Message, delay_s: float) -> None:
         msg.owner = None
+        msg.deadline = asyncio.get_running_loop().time() + delay_s
         self._deferred[msg.id] = msg
-        msg.timer = asyncio.get_running_loop().call_later(delay_s, self._undefer, msg)
-
-    def _undefer(self, msg: Message) -> None:
-        msg.timer = None
-        if self._deferred.pop(msg.id, None) is msg:
-            self._enqueue(msg)
 
     def _owned_in_flight(self, consumer: Consumer, msg_id: bytes) -> Message:
         msg = self._in_flight.get(msg_id)

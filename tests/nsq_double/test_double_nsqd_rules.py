@@ -1,0 +1,105 @@
+"""nsqd 1.3.0 rules the double once got wrong, each with the nsqd source it follows.
+
+Like test_double.py these run against a real nsqd when NSQD_TCP_ADDRESS/NSQD_HTTP_ADDRESS
+are set, except the ones that need a specially configured server (marked in their names).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from . import protocol as p
+from .harness import running_nsqd
+from .rawclient import ClientFactory, RawClient
+from .support import Http, NsqTarget
+
+
+async def test_mpub_reads_messages_from_the_stream_not_the_announced_size(
+    connect: ClientFactory, topic: str
+) -> None:
+    # protocol_v2.go MPUB: readMPUB(client.Reader, ...) after checking only the size's range
+    client = await connect()
+    payload = p.encode_mpub_body([b"a", b"b"])
+    client.send(f"MPUB {topic}")  # the line, then a body size that overstates the body
+    client.write(p.pack_int32(len(payload) + 1000) + payload)
+    assert await client.response() == p.OK
+    assert await client.pub(topic, b"c") == p.OK  # the connection is still in step
+
+
+async def test_identify_booleans_must_be_booleans(connect: ClientFactory) -> None:
+    # identifyDataV2.FeatureNegotiation is a bool: json.Unmarshal fails on a string
+    client = await connect()
+    client.send("IDENTIFY", json.dumps({"feature_negotiation": "yes"}).encode())
+    assert await client.error() == "E_BAD_BODY IDENTIFY failed to decode JSON body"
+    await client.wait_closed(2)
+
+
+async def test_identify_keys_match_case_insensitively(connect: ClientFactory) -> None:
+    # encoding/json matches struct tags case-insensitively
+    client = await connect()
+    info = await client.identify(MSG_TIMEOUT=5000)
+    assert info["msg_timeout"] == 5000
+
+
+async def test_identify_answers_the_default_deflate_level(connect: ClientFactory) -> None:
+    # protocol_v2.go IDENTIFY: deflateLevel starts at 6, the client's level only with deflate
+    client = await connect()
+    info = await client.identify(deflate_level=3)
+    assert info["deflate"] is False and info["deflate_level"] == 6
+
+
+async def test_http_pub_defer_parses_like_go(
+    connect: ClientFactory, topic: str, http: Http, target: NsqTarget
+) -> None:
+    # http.go doPUB: strconv.ParseInt(defer, 10, 64), then 0 <= defer <= max-req-timeout
+    address = target.http_address
+    for raw, status in (("+100", 200), ("-1", 400), (" 100", 400), ("1_0", 400), ("", 400)):
+        got, _ = await http.request("POST", address, "/pub", b"x", topic=topic, defer=raw)
+        assert got == status, raw
+    assert await http.request("POST", address, "/pub", b"x", topic=topic, defer="3600001") == (
+        400,
+        b'{"message":"INVALID_DEFER"}',
+    )
+
+
+async def test_stats_nulls_and_filters(
+    connect: ClientFactory, topic: str, http: Http, target: NsqTarget
+) -> None:
+    # stats.go GetStats + http.go doStats: nil slices are null in the JSON
+    pub = await connect()
+    assert await pub.pub(topic, b"x") == p.OK
+    sub = await connect()
+    await sub.subscribe(topic, "ch")
+    unknown = await http.stats(target, f"{topic}-none")
+    assert unknown["topics"] is None and unknown["producers"] is None
+    no_channel = await http.stats(target, topic, channel="none")
+    assert no_channel["topics"] == []  # the topic is skipped when the channel is missing
+    quiet = await http.stats(target, topic, include_clients="false")
+    (channel,) = quiet["topics"][0]["channels"]
+    assert quiet["producers"] is None and channel["clients"] is None
+    assert channel["client_count"] == 1
+    assert channel["e2e_processing_latency"] == {"count": 0, "percentiles": None}
+    full = await http.stats(target, topic)
+    assert any(pc.get("pub_counts") == [{"topic": topic, "count": 1}] for pc in full["producers"])
+
+
+async def test_double_with_nsqd_defaults_defers_until_the_scan_list_refresh() -> None:
+    # nsqd.go queueScanLoop: a channel is scanned only once the list (refreshed every
+    # QueueScanRefreshInterval) holds it; a short refresh keeps this test short
+    async with running_nsqd(queue_scan_refresh_interval_s=1.0) as nsqd:
+        loop = asyncio.get_running_loop()
+        client = await RawClient.connect(nsqd.tcp_address)
+        try:
+            await client.identify(msg_timeout=60_000)
+            await client.subscribe("scan", "ch", rdy=5)
+            started = loop.time()
+            assert await client.dpub("scan", 50, b"first") == p.OK
+            await client.message(within=2)
+            assert loop.time() - started >= 0.5  # not 50 ms: it waited for the refresh
+            started = loop.time()
+            assert await client.dpub("scan", 50, b"second") == p.OK
+            await client.message(within=1)
+            assert loop.time() - started < 0.5  # the channel is on the list now
+        finally:
+            await client.close()
