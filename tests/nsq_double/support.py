@@ -39,6 +39,8 @@ class NsqTarget:
         return self.double is None
 
 
+FAST_SCAN = {"queue_scan_refresh_interval_s": 0.1}  # for doubles, as nsqd's own tests set it
+DOUBLE_SCAN_LATE_S = 0.5
 # nsqd's QueueScanRefreshInterval (5 s) + QueueScanInterval (0.1 s) + a loaded machine
 REAL_SCAN_LATE_S = 6.5
 

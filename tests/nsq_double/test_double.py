@@ -13,10 +13,9 @@ import time
 import pytest
 
 from . import protocol as p
-from .conftest import FAST_SCAN
 from .harness import running_nsqd
 from .rawclient import ClientFactory, RawClient
-from .support import Http, NsqTarget, eventually
+from .support import FAST_SCAN, Http, NsqTarget, eventually
 
 STABLE = {"msg_timeout": 60_000}  # IDENTIFY fields for tests that must not see redeliveries
 UNKNOWN_ID = "0" * 16
