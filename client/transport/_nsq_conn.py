@@ -244,6 +244,9 @@ class NsqdConn:
             future = self._pending.popleft()
             if not future.done():
                 future.set_exception(failure)
+        # every other error is fatal in nsqd (FatalClientErr): it closes the connection
+        # right after, so nothing more may be sent on this one
+        self.close()
 
     def _on_message(self, message: Any, **_: Any) -> None:
         if self.on_message is not None:

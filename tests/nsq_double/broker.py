@@ -196,7 +196,7 @@ class Channel:
 
     def _start_in_flight(self, msg: Message, consumer: Consumer) -> None:
         loop = asyncio.get_running_loop()
-        msg.attempts += 1
+        msg.attempts = (msg.attempts + 1) & 0xFFFF  # message.go: Attempts is a uint16
         msg.owner = consumer
         msg.delivered_at = loop.time()
         msg.deadline = msg.delivered_at + consumer.msg_timeout_s

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from . import protocol as p
+from .broker import Message
 from .harness import running_nsqd
 from .rawclient import ClientFactory, RawClient
-from .support import Http, NsqTarget
+from .support import FAST_SCAN, Http, NsqTarget
 
 
 async def test_mpub_reads_messages_from_the_stream_not_the_announced_size(
@@ -101,5 +103,21 @@ async def test_double_with_nsqd_defaults_defers_until_the_scan_list_refresh() ->
             assert await client.dpub("scan", 50, b"second") == p.OK
             await client.message(within=1)
             assert loop.time() - started < 0.5  # the channel is on the list now
+        finally:
+            await client.close()
+
+
+async def test_double_attempts_wrap_like_a_uint16() -> None:
+    # message.go: Attempts uint16, incremented on every delivery (protocol_v2.go messagePump)
+    async with running_nsqd(**FAST_SCAN) as nsqd:
+        client = await RawClient.connect(nsqd.tcp_address)
+        try:
+            await client.subscribe("worn", "ch", rdy=1)
+            channel = nsqd.get_topic("worn").get_channel("ch")
+            channel.put(Message(b"0" * 16, b"old", time.time_ns(), attempts=0xFFFE))
+            msg = await client.message()
+            assert msg.attempts == 0xFFFF
+            client.req(msg, 0)
+            assert (await client.message()).attempts == 0
         finally:
             await client.close()
