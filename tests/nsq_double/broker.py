@@ -71,8 +71,10 @@ class Channel:
         *,
         max_msg_timeout_s: float,
         on_last_consumer_gone: Callable[[Channel], None],
+        mem_queue_size: int = 10000,
     ) -> None:
         self.topic_name = topic_name
+        self.mem_queue_size = mem_queue_size
         self.name = name
         self.ephemeral = is_ephemeral(name)
         self.max_msg_timeout_s = max_msg_timeout_s
@@ -85,11 +87,17 @@ class Channel:
         self.message_count = 0
         self.requeue_count = 0
         self.timeout_count = 0
+        self.dropped_count = 0
         self.deleted = False
 
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def backend_depth(self) -> int:
+        """What nsqd would hold on disk: the queue beyond its in-memory part."""
+        return max(0, len(self._queue) - self.mem_queue_size)
 
     @property
     def in_flight_count(self) -> int:
@@ -182,6 +190,11 @@ class Channel:
     def _enqueue(self, msg: Message) -> None:
         if self.deleted:
             return
+        if self.ephemeral and len(self._queue) >= self.mem_queue_size:
+            # channel.go put(): the memory queue is full and an ephemeral channel's backend
+            # is a dummy queue, so the message is dropped
+            self.dropped_count += 1
+            return
         self._queue.append(msg)
         self.pump()
 
@@ -243,8 +256,16 @@ class TopicHooks(Protocol):
 class Topic:
     """A topic: buffers messages until it has a channel, then copies each one to every channel."""
 
-    def __init__(self, name: str, hooks: TopicHooks, *, max_msg_timeout_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        hooks: TopicHooks,
+        *,
+        max_msg_timeout_s: float,
+        mem_queue_size: int = 10000,
+    ) -> None:
         self.name = name
+        self.mem_queue_size = mem_queue_size
         self.ephemeral = is_ephemeral(name)
         self._hooks = hooks
         self._max_msg_timeout_s = max_msg_timeout_s
@@ -257,13 +278,17 @@ class Topic:
     def depth(self) -> int:
         return len(self._backlog)
 
+    @property
+    def backend_depth(self) -> int:
+        return max(0, len(self._backlog) - self.mem_queue_size)
+
     def put(self, msg: Message) -> None:
         self.message_count += 1
         self.message_bytes += len(msg.body)
         if self.channels:
             self._fan_out(msg)
-        else:
-            self._backlog.append(msg)
+        elif not (self.ephemeral and len(self._backlog) >= self.mem_queue_size):
+            self._backlog.append(msg)  # else topic.go put(): dropped, like a channel's
 
     def get_channel(self, name: str) -> Channel:
         channel = self.channels.get(name)
@@ -274,6 +299,7 @@ class Topic:
             name,
             max_msg_timeout_s=self._max_msg_timeout_s,
             on_last_consumer_gone=self._ephemeral_channel_abandoned,
+            mem_queue_size=self.mem_queue_size,
         )
         self.channels[name] = channel
         self._hooks.channel_created(self, channel)

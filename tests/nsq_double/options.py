@@ -30,6 +30,7 @@ class NsqdOptions:
     max_output_buffer_timeout_s: float = 30.0
     max_output_buffer_size: int = 64 * 1024
     max_deflate_level: int = 6
+    mem_queue_size: int = 10000  # beyond it nsqd writes to disk; ephemeral ones drop
     # nsqd's Options (not command-line flags there: nsqd's own tests lower the refresh)
     queue_scan_interval_s: float = 0.1
     queue_scan_refresh_interval_s: float = 5.0

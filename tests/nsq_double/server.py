@@ -120,7 +120,12 @@ class NsqdDouble:
         topic = self.topics.get(name)
         if topic is not None:
             return topic
-        topic = Topic(name, self, max_msg_timeout_s=self.options.max_msg_timeout_s)
+        topic = Topic(
+            name,
+            self,
+            max_msg_timeout_s=self.options.max_msg_timeout_s,
+            mem_queue_size=self.options.mem_queue_size,
+        )
         self.topics[name] = topic
         if self._registered and self.lookupd is not None:
             self.lookupd.register(self.peer_info, name)

@@ -55,7 +55,7 @@ def channel_stats(channel: Channel, include_clients: bool, topic_filter: str) ->
     return {
         "channel_name": channel.name,
         "depth": channel.depth,
-        "backend_depth": 0,
+        "backend_depth": channel.backend_depth,
         "in_flight_count": channel.in_flight_count,
         "deferred_count": channel.deferred_count,
         "message_count": channel.message_count,
@@ -80,7 +80,7 @@ def topic_stats(
         "topic_name": topic.name,
         "channels": channels,
         "depth": topic.depth,
-        "backend_depth": 0,
+        "backend_depth": topic.backend_depth,
         "message_count": topic.message_count,
         "message_bytes": topic.message_bytes,
         "paused": False,

@@ -121,3 +121,22 @@ async def test_double_attempts_wrap_like_a_uint16() -> None:
             assert (await client.message()).attempts == 0
         finally:
             await client.close()
+
+
+async def test_double_ephemeral_queues_drop_beyond_mem_queue_size() -> None:
+    # topic.go / channel.go put(): a full memory queue spills to the backend, which for
+    # #ephemeral topics and channels is a dummy queue that drops the message
+    async with running_nsqd(mem_queue_size=3, **FAST_SCAN) as nsqd:
+        nsqd.publish("kept", [b"%d" % i for i in range(5)])
+        nsqd.publish("lost#ephemeral", [b"%d" % i for i in range(5)])
+        assert nsqd.topics["kept"].depth == 5 and nsqd.topics["kept"].backend_depth == 2
+        assert nsqd.topics["lost#ephemeral"].depth == 3
+        client = await RawClient.connect(nsqd.tcp_address)
+        try:
+            await client.subscribe("lost#ephemeral", "c#ephemeral", rdy=0)
+            channel = nsqd.topics["lost#ephemeral"].channels["c#ephemeral"]
+            assert channel.depth == 3  # the backlog went to the first channel
+            nsqd.publish("lost#ephemeral", [b"x", b"y"])
+            assert channel.depth == 3 and channel.dropped_count == 2
+        finally:
+            await client.close()
