@@ -22,7 +22,8 @@ MSG_ID_LENGTH = 16
 EPHEMERAL_SUFFIX = "#ephemeral"
 
 # nsqd's internal/protocol/names.go: same rule for topics and channels, byte length 1..64
-_NAME_RE = re.compile(r"^[.a-zA-Z0-9_-]+(#ephemeral)?$")
+# (Go's $ is the end of the text; Python's also matches before a final newline: fullmatch)
+_NAME_RE = re.compile(r"[.a-zA-Z0-9_-]+(#ephemeral)?")
 
 _FRAME_HEADER = struct.Struct(">ii")
 _MESSAGE_HEADER = struct.Struct(">qH")
@@ -31,7 +32,7 @@ _INT32 = struct.Struct(">i")
 
 def is_valid_name(name: str) -> bool:
     """Topic/channel name check exactly as nsqd applies it."""
-    return 1 <= len(name.encode()) <= 64 and _NAME_RE.match(name) is not None
+    return 1 <= len(name.encode()) <= 64 and _NAME_RE.fullmatch(name) is not None
 
 
 def is_ephemeral(name: str) -> bool:

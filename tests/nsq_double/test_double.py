@@ -42,6 +42,7 @@ async def consumer(connect: ClientFactory, topic: str, channel: str, rdy: int) -
         ("bad!", False),
         ("#ephemeral", False),
         ("a#ephemeral#ephemeral", False),
+        ("trailing\n", False),  # Go's $ does not match before a final newline
     ],
 )
 def test_name_validation_matches_nsqd(name: str, valid: bool) -> None:

@@ -140,3 +140,11 @@ async def test_double_ephemeral_queues_drop_beyond_mem_queue_size() -> None:
             assert channel.depth == 3 and channel.dropped_count == 2
         finally:
             await client.close()
+
+
+async def test_a_topic_name_with_a_final_newline_is_invalid_over_http(
+    http: Http, target: NsqTarget
+) -> None:
+    # internal/protocol/names.go: Go's regexp $ matches only at the very end
+    status, body = await http.request("POST", target.http_address, "/pub", b"x", topic="t\n")
+    assert (status, body) == (400, b'{"message":"INVALID_TOPIC"}')
