@@ -150,7 +150,6 @@ def test_figures_pick_one_channel_from_nsqd_stats() -> None:
     assert figures({"topics": []}, "t", "c") == Figures()
 
 
-
 async def test_a_channel_name_with_a_final_newline_is_refused() -> None:
     # Python's $ matches before a final newline: "ch\n" passed, and split the SUB command
     transport = NsqTransport("nsq://?nsqd=127.0.0.1:9&dial_timeout_s=0.2")
