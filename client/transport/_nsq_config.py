@@ -91,6 +91,13 @@ class NsqConfig:
         return wire
 
 
+def wire_channel(name: str) -> str:
+    """A channel name checked against NSQ's rule (a final newline would split the command)."""
+    if not _WIRE_NAME.fullmatch(name):
+        raise ConfigError("channel", f"{name!r} is not a valid NSQ name (1-64 of [A-Za-z0-9._-])")
+    return name
+
+
 def _addresses(raw: str, what: str) -> list[str]:
     out = []
     for item in (a.strip() for a in raw.split(",")):

@@ -8,7 +8,9 @@ Connections must be created inside the running loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,42 @@ USER_AGENT = f"kubefuncs-pynsq/{nsq.__version__}"
 CLS = b"CLS\n"
 # error frames that answer a FIN/REQ/TOUCH (which have no success response), not a command
 _SETTLE_ERRORS = (b"E_FIN_FAILED", b"E_REQ_FAILED", b"E_TOUCH_FAILED")
+# the largest frame read: beyond it the peer is not an nsqd we can talk to (nsqd's own limit
+# is its --max-msg-size, 1 MiB by default, plus the 30 bytes of message header)
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+_MESSAGE_HEADER_BYTES = 8 + 2 + 16
+_FRAME_TYPES = (
+    protocol.FRAME_TYPE_RESPONSE,
+    protocol.FRAME_TYPE_ERROR,
+    protocol.FRAME_TYPE_MESSAGE,
+)
+_MAX_MSG_TIMEOUT_MS = 24 * 3600 * 1000
+
+
+class ProtocolViolation(Exception):
+    """What the peer sent is not NSQ protocol V2 as nsqd speaks it."""
+
+
+def check_frame(data: bytes) -> None:
+    """Raise ProtocolViolation unless ``data`` (a frame without its size) is one nsqd sends."""
+    if len(data) < 4:
+        raise ProtocolViolation(f"frame of {len(data)} bytes has no frame type")
+    (frame_type,) = struct.unpack_from(">l", data)
+    if frame_type not in _FRAME_TYPES:
+        raise ProtocolViolation(f"unknown frame type {frame_type}")
+    if frame_type == protocol.FRAME_TYPE_MESSAGE and len(data) < 4 + _MESSAGE_HEADER_BYTES:
+        raise ProtocolViolation(f"message frame of {len(data)} bytes is shorter than a header")
+
+
+def check_identify(data: object) -> dict[str, Any]:
+    """The IDENTIFY answer as a dict with sane ``max_rdy_count``/``msg_timeout``."""
+    if not isinstance(data, dict):
+        raise ProtocolViolation(f"IDENTIFY answer is not a JSON object: {data!r:.80}")
+    for key, high in (("max_rdy_count", 1_000_000), ("msg_timeout", _MAX_MSG_TIMEOUT_MS)):
+        value = data.get(key)
+        if value is not None and not (type(value) is int and 0 < value <= high):
+            raise ProtocolViolation(f"IDENTIFY answer has {key} {value!r:.40}, not 1..{high}")
+    return data
 
 
 class NsqdRefused(Undeliverable):
@@ -33,11 +71,47 @@ class NsqdRefused(Undeliverable):
 
 
 class _AsyncConn(nsq.AsyncConn):  # type: ignore[misc]
+    """pynsq's connection, closed (then redialled by its owner, with backoff) on anything
+    that is not nsqd's protocol: pynsq itself logs such input and reads on, out of step."""
+
     def _connect_callback(self, fut: Any) -> None:
         # pynsq re-raises a failed connect inside a loop callback (an "Exception in
         # callback" log); the stream's close callback reports the failure to us anyway
         if fut.exception() is None:
             super()._connect_callback(fut)
+
+    def _read_size(self, fut: Any) -> None:
+        if fut.exception() is None and len(fut.result()) == 4:
+            (size,) = struct.unpack(">l", fut.result())
+            if not 4 <= size <= MAX_FRAME_BYTES:
+                self._violation(f"frame size {size} out of range 4..{MAX_FRAME_BYTES}")
+                return
+        super()._read_size(fut)
+
+    def _on_data(self, data: bytes, **kwargs: Any) -> None:
+        try:
+            check_frame(data)
+        except ProtocolViolation as e:
+            self._violation(str(e))
+            return
+        super()._on_data(data, **kwargs)
+
+    def _on_identify_response(self, data: bytes, **kwargs: Any) -> None:
+        if data != b"OK":
+            try:
+                check_identify(json.loads(data.decode("utf-8")))
+            except (ValueError, ProtocolViolation) as e:
+                self.off(nsq.event.RESPONSE, self._on_identify_response)
+                self._violation(f"bad IDENTIFY answer: {e}")
+                return
+        super()._on_identify_response(data, **kwargs)
+
+    def _violation(self, why: str) -> None:
+        log.warning(
+            "nsqd %s:%s broke the protocol (%s): closing, will reconnect", self.host, self.port, why
+        )
+        if self.stream is not None and not self.stream.closed():
+            self.stream.close()
 
 
 class NsqdConn:
@@ -139,7 +213,7 @@ class NsqdConn:
     # -- pynsq events ----------------------------------------------------------------------
 
     def _on_identify_response(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("msg_timeout"):
+        if data.get("msg_timeout"):  # checked by _AsyncConn: a positive number of ms
             self.msg_timeout_s = int(data["msg_timeout"]) / 1000
 
     def _on_ready(self, **_: Any) -> None:
@@ -170,6 +244,9 @@ class NsqdConn:
             future = self._pending.popleft()
             if not future.done():
                 future.set_exception(failure)
+        # every other error is fatal in nsqd (FatalClientErr): it closes the connection
+        # right after, so nothing more may be sent on this one
+        self.close()
 
     def _on_message(self, message: Any, **_: Any) -> None:
         if self.on_message is not None:

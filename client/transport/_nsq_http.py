@@ -61,17 +61,31 @@ class NsqHttp:
                 data = await resp.json()
         except (aiohttp.ClientError, TimeoutError) as e:
             raise TransportError(f"{method} {url} failed: {e or type(e).__name__}") from e
+        except ValueError as e:  # a JSON content type on something that is not JSON
+            raise TransportError(f"{method} {url} answered invalid JSON: {e}") from e
         # nsq < 1.0 wraps answers in {"status_code", "data"}
         return data.get("data", data) if isinstance(data, dict) else data
 
     async def nodes(self, lookupd: str) -> list[Node]:
         """The nsqd nodes registered with one nsqlookupd."""
         data = await self.request("GET", lookupd, "/nodes")
-        return [_node(p) for p in (data or {}).get("producers", [])]
+        if data is None:  # not JSON at all (an HTML page, an empty body)
+            raise TransportError(f"nsqlookupd {lookupd} answered /nodes with no JSON")
+        try:
+            return [_node(p) for p in data.get("producers") or []]
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise TransportError(
+                f"nsqlookupd {lookupd} answered /nodes with no node list ({e!r}): {data!r:.200}"
+            ) from e
 
     async def figures(self, node: Node, topic: str, channel: str) -> Figures:
         doc = await self.request("GET", node.http, "/stats", format="json", topic=topic)
-        return figures(doc or {}, topic, channel)
+        try:
+            return figures(doc or {}, topic, channel)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise TransportError(
+                f"nsqd {node.http} answered /stats with no stats document ({e!r}): {doc!r:.200}"
+            ) from e
 
     async def create_channel(self, node: Node, topic: str, channel: str) -> None:
         await self.request("POST", node.http, "/topic/create", topic=topic)
@@ -85,9 +99,14 @@ class NsqHttp:
 
 def _node(producer: dict[str, Any]) -> Node:
     host = producer.get("broadcast_address") or producer.get("address") or "127.0.0.1"
+    if not isinstance(host, str):
+        raise TypeError(f"broadcast_address {host!r}")
+    tcp, http = producer["tcp_port"], producer["http_port"]
+    if not all(type(port) is int and 0 < port < 65536 for port in (tcp, http)):
+        raise ValueError(f"ports {tcp!r}, {http!r}")
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return Node(f"{host}:{producer['tcp_port']}", f"{host}:{producer['http_port']}")
+    return Node(f"{host}:{tcp}", f"{host}:{http}")
 
 
 def figures(doc: dict[str, Any], topic: str, channel: str) -> Figures:

@@ -61,7 +61,9 @@ class NsqDelivery(Delivery):
     __slots__ = ("_done", "_msg", "link", "taken")
 
     def __init__(self, link: _Link, msg: Any) -> None:
-        super().__init__(msg.body, int(msg.attempts))
+        # nsqd's attempts is a uint16; pynsq decodes it signed, so 32768 and up came out
+        # negative and never reached max_attempts
+        super().__init__(msg.body, int(msg.attempts) & 0xFFFF)
         self.link = link
         self._msg = msg
         self._done = False

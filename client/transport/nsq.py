@@ -32,6 +32,7 @@ from ._nsq_config import (
     parse_reply_address,
     reply_address,
     side_topic,
+    wire_channel,
 )
 from ._nsq_conn import NsqdConn, NsqdRefused
 from ._nsq_dead import Decide, dead_passes, wrap
@@ -218,7 +219,7 @@ class NsqTransport(Transport):
 
     async def ensure_channel(self, topic: str, channel: str) -> None:
         wire = self.config.wire(check_name("topic", topic))
-        check_name("channel", channel)
+        wire_channel(check_name("channel", channel))
         for node in await self._known_nodes():
             await self.http.create_channel(node, wire, channel)
         for lookupd in self.config.lookupd_http:
@@ -226,7 +227,7 @@ class NsqTransport(Transport):
 
     async def subscribe(self, topic: str, channel: str, *, max_in_flight: int) -> Subscription:
         wire = self.config.wire(check_name("topic", topic))
-        check_name("channel", channel)
+        wire_channel(check_name("channel", channel))
 
         async def dead_letter(delivery: NsqDelivery, reason: str) -> None:
             await self._dead_letter(topic, channel, delivery, reason)

@@ -148,3 +148,15 @@ def test_figures_pick_one_channel_from_nsqd_stats() -> None:
     assert figures(doc, "t", "c") == Figures(2, 3, 1, 4)
     assert figures(doc, "t", "missing") == Figures(topic_depth=2)
     assert figures({"topics": []}, "t", "c") == Figures()
+
+
+async def test_a_channel_name_with_a_final_newline_is_refused() -> None:
+    # Python's $ matches before a final newline: "ch\n" passed, and split the SUB command
+    transport = NsqTransport("nsq://?nsqd=127.0.0.1:9&dial_timeout_s=0.2")
+    try:
+        with pytest.raises(ConfigError, match="channel"):
+            await transport.subscribe("t", "ch\n", max_in_flight=1)
+        with pytest.raises(ConfigError, match="channel"):
+            await transport.ensure_channel("t", "ch\n")
+    finally:
+        await transport.close()

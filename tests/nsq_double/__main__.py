@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-req-timeout", type=float, default=3600.0, help="seconds")
     parser.add_argument("--heartbeat-interval", type=float, default=30.0, help="seconds")
     parser.add_argument("--max-rdy-count", type=int, default=2500)
+    parser.add_argument(
+        "--queue-scan-refresh-interval",
+        type=float,
+        default=5.0,
+        help="seconds; nsqd's Options.QueueScanRefreshInterval (not a flag of nsqd's)",
+    )
     parser.add_argument("--broadcast-address", default=None)
     return parser
 
@@ -45,6 +51,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "max_req_timeout_s": args.max_req_timeout,
         "heartbeat_interval_s": args.heartbeat_interval,
         "max_rdy_count": args.max_rdy_count,
+        "queue_scan_refresh_interval_s": args.queue_scan_refresh_interval,
         "broadcast_address": args.broadcast_address,
     }
 

@@ -45,15 +45,10 @@ class Message:
     attempts: int = 0
     owner: Consumer | None = None
     delivered_at: float = 0.0
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    deadline: float = field(default=0.0, repr=False)  # nsqd's msg.pri: timeout or undefer time
 
     def copy(self) -> Message:
-        return replace(self, owner=None, timer=None)
-
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        return replace(self, owner=None)
 
 
 class ChannelError(Exception):
@@ -61,7 +56,13 @@ class ChannelError(Exception):
 
 
 class Channel:
-    """Queue shared by the consumers of one topic channel."""
+    """Queue shared by the consumers of one topic channel.
+
+    As in nsqd, in-flight timeouts and deferred messages are not timers: they are acted on
+    only when nsqd's queue scan loop visits the channel (:meth:`scan`), so a message comes
+    back no sooner than its deadline and possibly much later (channel.go
+    processInFlightQueue / processDeferredQueue, nsqd.go queueScanLoop).
+    """
 
     def __init__(
         self,
@@ -70,8 +71,10 @@ class Channel:
         *,
         max_msg_timeout_s: float,
         on_last_consumer_gone: Callable[[Channel], None],
+        mem_queue_size: int = 10000,
     ) -> None:
         self.topic_name = topic_name
+        self.mem_queue_size = mem_queue_size
         self.name = name
         self.ephemeral = is_ephemeral(name)
         self.max_msg_timeout_s = max_msg_timeout_s
@@ -84,11 +87,17 @@ class Channel:
         self.message_count = 0
         self.requeue_count = 0
         self.timeout_count = 0
+        self.dropped_count = 0
         self.deleted = False
 
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def backend_depth(self) -> int:
+        """What nsqd would hold on disk: the queue beyond its in-memory part."""
+        return max(0, len(self._queue) - self.mem_queue_size)
 
     @property
     def in_flight_count(self) -> int:
@@ -133,12 +142,10 @@ class Channel:
             consumer.deliver(msg)
 
     def finish(self, consumer: Consumer, msg_id: bytes) -> None:
-        msg = self._pop_in_flight(consumer, msg_id)
-        msg.cancel_timer()
+        self._pop_in_flight(consumer, msg_id)
 
     def requeue(self, consumer: Consumer, msg_id: bytes, delay_s: float) -> None:
         msg = self._pop_in_flight(consumer, msg_id)
-        msg.cancel_timer()
         self.requeue_count += 1
         if delay_s > 0:
             self._start_deferred(msg, delay_s)
@@ -147,15 +154,25 @@ class Channel:
 
     def touch(self, consumer: Consumer, msg_id: bytes, timeout_s: float) -> None:
         msg = self._owned_in_flight(consumer, msg_id)
-        loop = asyncio.get_running_loop()
-        deadline = min(loop.time() + timeout_s, msg.delivered_at + self.max_msg_timeout_s)
-        msg.cancel_timer()
-        msg.timer = loop.call_at(deadline, self._expire, msg)
+        now = asyncio.get_running_loop().time()
+        msg.deadline = min(now + timeout_s, msg.delivered_at + self.max_msg_timeout_s)
+
+    def scan(self, now: float) -> bool:
+        """One visit of nsqd's queue scan worker: time out expired in-flight messages and
+        release due deferred ones. True when there was work ("dirty")."""
+        if self.deleted:
+            return False
+        expired = [m for m in self._in_flight.values() if m.deadline <= now]
+        due = [m for m in self._deferred.values() if m.deadline <= now]
+        for msg in sorted(expired, key=lambda m: m.deadline):
+            self._expire(msg)
+        for msg in sorted(due, key=lambda m: m.deadline):
+            del self._deferred[msg.id]
+            self._enqueue(msg)
+        return bool(expired or due)
 
     def empty(self) -> None:
         """Drop queued, in-flight and deferred messages (nsqd's /channel/empty)."""
-        for msg in [*self._in_flight.values(), *self._deferred.values()]:
-            msg.cancel_timer()
         self._queue.clear()
         self._in_flight.clear()
         self._deferred.clear()
@@ -173,6 +190,11 @@ class Channel:
     def _enqueue(self, msg: Message) -> None:
         if self.deleted:
             return
+        if self.ephemeral and len(self._queue) >= self.mem_queue_size:
+            # channel.go put(): the memory queue is full and an ephemeral channel's backend
+            # is a dummy queue, so the message is dropped
+            self.dropped_count += 1
+            return
         self._queue.append(msg)
         self.pump()
 
@@ -187,16 +209,13 @@ class Channel:
 
     def _start_in_flight(self, msg: Message, consumer: Consumer) -> None:
         loop = asyncio.get_running_loop()
-        msg.attempts += 1
+        msg.attempts = (msg.attempts + 1) & 0xFFFF  # message.go: Attempts is a uint16
         msg.owner = consumer
         msg.delivered_at = loop.time()
-        msg.timer = loop.call_later(consumer.msg_timeout_s, self._expire, msg)
+        msg.deadline = msg.delivered_at + consumer.msg_timeout_s
         self._in_flight[msg.id] = msg
 
     def _expire(self, msg: Message) -> None:
-        msg.timer = None
-        if self._in_flight.get(msg.id) is not msg:
-            return
         del self._in_flight[msg.id]
         self.timeout_count += 1
         owner, msg.owner = msg.owner, None
@@ -206,13 +225,8 @@ class Channel:
 
     def _start_deferred(self, msg: Message, delay_s: float) -> None:
         msg.owner = None
+        msg.deadline = asyncio.get_running_loop().time() + delay_s
         self._deferred[msg.id] = msg
-        msg.timer = asyncio.get_running_loop().call_later(delay_s, self._undefer, msg)
-
-    def _undefer(self, msg: Message) -> None:
-        msg.timer = None
-        if self._deferred.pop(msg.id, None) is msg:
-            self._enqueue(msg)
 
     def _owned_in_flight(self, consumer: Consumer, msg_id: bytes) -> Message:
         msg = self._in_flight.get(msg_id)
@@ -242,8 +256,16 @@ class TopicHooks(Protocol):
 class Topic:
     """A topic: buffers messages until it has a channel, then copies each one to every channel."""
 
-    def __init__(self, name: str, hooks: TopicHooks, *, max_msg_timeout_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        hooks: TopicHooks,
+        *,
+        max_msg_timeout_s: float,
+        mem_queue_size: int = 10000,
+    ) -> None:
         self.name = name
+        self.mem_queue_size = mem_queue_size
         self.ephemeral = is_ephemeral(name)
         self._hooks = hooks
         self._max_msg_timeout_s = max_msg_timeout_s
@@ -256,13 +278,17 @@ class Topic:
     def depth(self) -> int:
         return len(self._backlog)
 
+    @property
+    def backend_depth(self) -> int:
+        return max(0, len(self._backlog) - self.mem_queue_size)
+
     def put(self, msg: Message) -> None:
         self.message_count += 1
         self.message_bytes += len(msg.body)
         if self.channels:
             self._fan_out(msg)
-        else:
-            self._backlog.append(msg)
+        elif not (self.ephemeral and len(self._backlog) >= self.mem_queue_size):
+            self._backlog.append(msg)  # else topic.go put(): dropped, like a channel's
 
     def get_channel(self, name: str) -> Channel:
         channel = self.channels.get(name)
@@ -273,6 +299,7 @@ class Topic:
             name,
             max_msg_timeout_s=self._max_msg_timeout_s,
             on_last_consumer_gone=self._ephemeral_channel_abandoned,
+            mem_queue_size=self.mem_queue_size,
         )
         self.channels[name] = channel
         self._hooks.channel_created(self, channel)

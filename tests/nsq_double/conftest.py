@@ -8,7 +8,14 @@ import pytest
 
 from .harness import running_nsqd
 from .rawclient import ClientFactory, RawClient
-from .support import Http, NsqTarget, real_target_from_env, unique_name
+from .support import (
+    DOUBLE_SCAN_LATE_S,
+    FAST_SCAN,
+    Http,
+    NsqTarget,
+    real_target_from_env,
+    unique_name,
+)
 
 FAST_MSG_TIMEOUT_S = 0.3
 
@@ -20,13 +27,16 @@ async def target() -> AsyncIterator[NsqTarget]:
     if real is not None:
         yield real
         return
-    async with running_nsqd(with_lookupd=True, msg_timeout_s=FAST_MSG_TIMEOUT_S) as nsqd:
+    async with running_nsqd(
+        with_lookupd=True, msg_timeout_s=FAST_MSG_TIMEOUT_S, **FAST_SCAN
+    ) as nsqd:
         assert nsqd.lookupd is not None
         yield NsqTarget(
             tcp_address=nsqd.tcp_address,
             http_address=nsqd.http_address,
             lookupd_http_address=nsqd.lookupd.http_address,
             msg_timeout_s=FAST_MSG_TIMEOUT_S,
+            scan_late_s=DOUBLE_SCAN_LATE_S,
             double=nsqd,
         )
 

@@ -49,6 +49,11 @@ def decode_identify_body(body: bytes) -> dict[str, Any]:
     return data
 
 
+def wants_features(data: dict[str, Any]) -> bool:
+    """The body's ``feature_negotiation`` as nsqd reads it (keys case-insensitive)."""
+    return _go_fields(data).get("feature_negotiation") is True
+
+
 def apply_identify(settings: ClientSettings, data: dict[str, Any], options: NsqdOptions) -> None:
     """Update ``settings`` from an IDENTIFY body, raising nsqd's E_BAD_BODY errors."""
     try:
@@ -70,7 +75,8 @@ def identify_response(settings: ClientSettings, options: NsqdOptions) -> dict[st
         "msg_timeout": ms(settings.msg_timeout_s),
         "tls_v1": False,
         "deflate": False,
-        "deflate_level": min(settings.deflate_level, options.max_deflate_level),
+        # deflate is never on, so nsqd answers its default level (6) capped by the maximum
+        "deflate_level": min(6, options.max_deflate_level),
         "max_deflate_level": options.max_deflate_level,
         "snappy": False,
         "sample_rate": settings.sample_rate,
@@ -88,15 +94,36 @@ _INT_FIELDS = (
     "sample_rate",
     "msg_timeout",
 )
-_STR_FIELDS = ("client_id", "hostname", "user_agent")
+_STR_FIELDS = ("client_id", "hostname", "user_agent", "topology_region", "topology_zone")
+_BOOL_FIELDS = ("feature_negotiation", "tls_v1", "deflate", "snappy")
+# identifyDataV2's Go types: sample_rate is an int32, the other numbers are int (int64)
+_INT_BITS = {"sample_rate": 32}
+
+
+def _go_fields(data: dict[str, Any]) -> dict[str, Any]:
+    # encoding/json matches keys case-insensitively, an exact match winning
+    folded: dict[str, Any] = {}
+    for key, value in data.items():
+        folded.setdefault(key.lower(), value)
+    for key, value in data.items():
+        if key == key.lower():
+            folded[key] = value
+    return folded
 
 
 def _typed_fields(data: dict[str, Any]) -> dict[str, Any]:
-    # Go's json.Unmarshal into typed struct fields: wrong types fail, null means zero value
+    # Go's json.Unmarshal into typed struct fields: wrong types or out-of-range numbers fail,
+    # null means the zero value
+    data = _go_fields(data)
     fields: dict[str, Any] = {}
     for key in _INT_FIELDS:
         value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        bits = _INT_BITS.get(key, 64)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+        ):
             raise _DecodeError(key)
         fields[key] = value or 0
     for key in _STR_FIELDS:
@@ -104,6 +131,9 @@ def _typed_fields(data: dict[str, Any]) -> dict[str, Any]:
         if value is not None and not isinstance(value, str):
             raise _DecodeError(key)
         fields[key] = value or ""
+    for key in _BOOL_FIELDS:
+        if data.get(key) is not None and not isinstance(data[key], bool):
+            raise _DecodeError(key)
     return fields
 
 

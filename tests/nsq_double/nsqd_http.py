@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -16,12 +17,15 @@ from .http_util import (
     topic_arg,
     topic_channel_args,
 )
-from .protocol import ClientError, parse_mpub_body
+from .protocol import ClientError, go_int64, parse_mpub_body
 from .stats import stats_document, stats_text
 
 if TYPE_CHECKING:
     from .broker import Topic
     from .server import NsqdDouble
+
+
+_GO_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 def build_nsqd_app(nsqd: NsqdDouble) -> web.Application:
@@ -101,7 +105,7 @@ class _NsqdRoutes:
         binary = "binary" in request.query and bool_param(request.query["binary"], True)
         if binary:
             try:
-                messages = parse_mpub_body(body, opts.max_msg_size, opts.max_body_size)
+                messages = await parse_mpub_body(body, opts.max_msg_size, opts.max_body_size)
             except ClientError as err:
                 raise ApiError(413, err.code[2:]) from None
         else:
@@ -120,13 +124,14 @@ class _NsqdRoutes:
         raw = request.query.get("defer")
         if raw is None:
             return 0.0
-        try:
-            defer_ms = int(raw)
-        except ValueError:
-            raise ApiError(400, "INVALID_DEFER") from None
-        if defer_ms < 0 or defer_ms / 1000 > self._options.max_req_timeout_s:
+        # strconv.ParseInt(s, 10, 64): optional sign, ASCII digits, int64 range; then
+        # time.Duration(ms) * time.Millisecond, which wraps like any int64 product
+        if _GO_INT.fullmatch(raw) is None or not -(2**63) <= int(raw) < 2**63:
             raise ApiError(400, "INVALID_DEFER")
-        return defer_ms / 1000
+        defer_ns = go_int64(int(raw) * 1_000_000)
+        if defer_ns < 0 or defer_ns > round(self._options.max_req_timeout_s * 1e9):
+            raise ApiError(400, "INVALID_DEFER")
+        return defer_ns / 1e9
 
     async def topic_create(self, request: web.Request) -> web.Response:
         self._nsqd.get_topic(topic_arg(request, invalid="INVALID_TOPIC"))

@@ -10,6 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+# How often the child's queue scan loop refreshes its channel list. nsqd's is 5 s (and not a
+# flag), so a retry or a timeout on a channel created less than 5 s ago waits up to 5 s; the
+# product's tests run their child nsqd like nsqd's own tests run theirs, at 0.1 s.
+TEST_SCAN_REFRESH_S = 0.1
+
 _PACKAGE: str = (__spec__.parent if __spec__ is not None else "") or "tests.nsq_double"
 
 
@@ -32,13 +37,15 @@ class NsqdProcess:
         http_port: int = 0,
         lookupd_http_port: int | None = None,
         extra_args: Sequence[str] = (),
+        queue_scan_refresh_interval_s: float = TEST_SCAN_REFRESH_S,
     ) -> None:
         self._ports: dict[str, int | None] = {
             "--tcp-port": tcp_port,
             "--http-port": http_port,
             "--lookupd-http-port": lookupd_http_port,
         }
-        self._extra_args = list(extra_args)
+        refresh = ["--queue-scan-refresh-interval", str(queue_scan_refresh_interval_s)]
+        self._extra_args = [*refresh, *extra_args]
         self._proc: subprocess.Popen[bytes] | None = None
         self.addresses: dict[str, Any] = {}
 

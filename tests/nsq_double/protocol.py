@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 MAGIC_V2 = b"  V2"
@@ -21,7 +22,8 @@ MSG_ID_LENGTH = 16
 EPHEMERAL_SUFFIX = "#ephemeral"
 
 # nsqd's internal/protocol/names.go: same rule for topics and channels, byte length 1..64
-_NAME_RE = re.compile(r"^[.a-zA-Z0-9_-]+(#ephemeral)?$")
+# (Go's $ is the end of the text; Python's also matches before a final newline: fullmatch)
+_NAME_RE = re.compile(r"[.a-zA-Z0-9_-]+(#ephemeral)?")
 
 _FRAME_HEADER = struct.Struct(">ii")
 _MESSAGE_HEADER = struct.Struct(">qH")
@@ -30,7 +32,7 @@ _INT32 = struct.Struct(">i")
 
 def is_valid_name(name: str) -> bool:
     """Topic/channel name check exactly as nsqd applies it."""
-    return 1 <= len(name.encode()) <= 64 and _NAME_RE.match(name) is not None
+    return 1 <= len(name.encode()) <= 64 and _NAME_RE.fullmatch(name) is not None
 
 
 def is_ephemeral(name: str) -> bool:
@@ -77,10 +79,22 @@ def unpack_int32(data: bytes, offset: int = 0) -> int:
 
 
 def parse_base10(raw: bytes) -> int:
-    """Mirrors nsqd's ByteToBase10: digits only (no sign), empty input parses as 0."""
+    """Mirrors nsqd's ByteToBase10: digits only (no sign), empty input parses as 0, and the
+    result is a uint64 that silently wraps around (internal/protocol/byte_base10.go)."""
     if any(c < 0x30 or c > 0x39 for c in raw):
         raise ValueError(f"failed to convert {raw!r}")
-    return int(raw) if raw else 0
+    return (int(raw) if raw else 0) % 2**64
+
+
+def go_int64(value: int) -> int:
+    """Go's int64(x) conversion (and int64 arithmetic): two's complement wrap-around."""
+    value %= 2**64
+    return value - 2**64 if value >= 2**63 else value
+
+
+def millis_duration_ns(millis: int) -> int:
+    """``time.Duration(ms) * time.Millisecond`` for a uint64 ``ms``, overflow included."""
+    return go_int64(go_int64(millis) * 1_000_000)
 
 
 class ClientError(Exception):
@@ -108,28 +122,53 @@ def non_fatal(code: str, description: str) -> ClientError:
     return ClientError(code, description, fatal=False)
 
 
-def parse_mpub_body(body: bytes, max_msg_size: int, max_body_size: int) -> list[bytes]:
+class Exhausted(Exception):
+    """``take`` found fewer bytes than asked for."""
+
+
+async def parse_mpub_body(body: bytes, max_msg_size: int, max_body_size: int) -> list[bytes]:
     """Decode an MPUB payload (count + size-prefixed bodies) with nsqd's error codes."""
-    if len(body) < 4:
-        raise fatal("E_BAD_BODY", "MPUB failed to read message count")
-    count = unpack_int32(body)
+    offset = 0
+
+    async def take(size: int) -> bytes:
+        nonlocal offset
+        if offset + size > len(body):
+            raise Exhausted
+        offset += size
+        return body[offset - size : offset]
+
+    return await read_mpub(take, max_msg_size, max_body_size)
+
+
+async def read_mpub(
+    take: Callable[[int], Awaitable[bytes]], max_msg_size: int, max_body_size: int
+) -> list[bytes]:
+    """nsqd's readMPUB over ``take(n)`` (n bytes, or raises when there are not that many).
+
+    Over TCP nsqd reads the messages straight from the connection, not from a buffer of the
+    announced body size (protocol_v2.go readMPUB), so ``take`` may read past it."""
+    try:
+        count = unpack_int32(await take(4))
+    except Exhausted:
+        raise fatal("E_BAD_BODY", "MPUB failed to read message count") from None
     # each message needs at least 4 bytes of length and 1 byte of body
     if count <= 0 or count > (max_body_size - 4) // 5:
         raise fatal("E_BAD_BODY", f"MPUB invalid message count {count}")
-    offset, messages = 4, []
+    messages = []
     for index in range(count):
-        if offset + 4 > len(body):
-            raise fatal("E_BAD_MESSAGE", f"MPUB failed to read message({index}) body size")
-        size = unpack_int32(body, offset)
-        offset += 4
+        try:
+            size = unpack_int32(await take(4))
+        except Exhausted:
+            desc = f"MPUB failed to read message({index}) body size"
+            raise fatal("E_BAD_MESSAGE", desc) from None
         if size <= 0:
             raise fatal("E_BAD_MESSAGE", f"MPUB invalid message({index}) body size {size}")
         if size > max_msg_size:
             raise fatal("E_BAD_MESSAGE", f"MPUB message too big {size} > {max_msg_size}")
-        if offset + size > len(body):
-            raise fatal("E_BAD_MESSAGE", "MPUB failed to read message body")
-        messages.append(body[offset : offset + size])
-        offset += size
+        try:
+            messages.append(await take(size))
+        except Exhausted:
+            raise fatal("E_BAD_MESSAGE", "MPUB failed to read message body") from None
     return messages
 
 

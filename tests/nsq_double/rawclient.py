@@ -56,6 +56,10 @@ class RawClient:
             data += p.pack_int32(len(body)) + body
         self._writer.write(data)
 
+    def write(self, data: bytes) -> None:
+        """Raw bytes, for framing the helpers above would not produce."""
+        self._writer.write(data)
+
     async def command(self, line: str, body: bytes | None = None, within: float = 2.0) -> bytes:
         """Send a command that answers with a response frame and return its payload."""
         self.send(line, body)

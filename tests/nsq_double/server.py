@@ -15,10 +15,11 @@ from .lookupd import LookupdDouble, PeerInfo
 from .nsqd_http import build_nsqd_app
 from .options import NsqdOptions
 from .protocol import is_ephemeral
+from .scan import queue_scan_loop
 from .stats import stats_document
 from .tcp import V2Connection
 
-_READ_LIMIT = 64 * 1024  # longest accepted command line, like nsqd's bufio reader
+_READ_LIMIT = 16 * 1024  # nsqd's client bufio reader (client_v2.go defaultBufferSize)
 
 
 class NsqdDouble:
@@ -43,6 +44,7 @@ class NsqdDouble:
         self._tcp_server: asyncio.Server | None = None
         self._http_runner: web.AppRunner | None = None
         self._connection_tasks: set[asyncio.Task[Any]] = set()
+        self._scan_task: asyncio.Task[None] | None = None
         self._registered = False
 
     @property
@@ -78,11 +80,16 @@ class NsqdDouble:
         self.tcp_port = int(self._tcp_server.sockets[0].getsockname()[1])
         self._http_runner, self.http_port = await start_site(build_nsqd_app(self), host, http_port)
         self.start_time = int(time.time())
+        self._scan_task = asyncio.create_task(queue_scan_loop(self.options, self.channels))
         self._connect_lookupd()
 
     async def stop(self) -> None:
         """Close every connection and forget all topics (there is no data-path persistence)."""
         self._disconnect_lookupd()
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            await asyncio.gather(self._scan_task, return_exceptions=True)
+            self._scan_task = None
         if self._tcp_server is not None:
             self._tcp_server.close()
         for conn in list(self.clients.values()):
@@ -113,7 +120,12 @@ class NsqdDouble:
         topic = self.topics.get(name)
         if topic is not None:
             return topic
-        topic = Topic(name, self, max_msg_timeout_s=self.options.max_msg_timeout_s)
+        topic = Topic(
+            name,
+            self,
+            max_msg_timeout_s=self.options.max_msg_timeout_s,
+            mem_queue_size=self.options.mem_queue_size,
+        )
         self.topics[name] = topic
         if self._registered and self.lookupd is not None:
             self.lookupd.register(self.peer_info, name)
@@ -137,6 +149,10 @@ class NsqdDouble:
         for body in bodies:
             msg_id = f"{next(self._message_ids) & 0xFFFF_FFFF_FFFF_FFFF:016x}".encode()
             topic.put(Message(msg_id, body, time.time_ns(), defer_s=defer_s))
+
+    def channels(self) -> list[Channel]:
+        """Every channel of every topic (what nsqd's queue scan loop refreshes its list from)."""
+        return [ch for topic in self.topics.values() for ch in topic.channels.values()]
 
     def stats(self, topic: str = "", channel: str = "") -> dict[str, Any]:
         """The ``/stats?format=json`` document, for in-process assertions."""

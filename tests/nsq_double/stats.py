@@ -9,12 +9,12 @@ from .broker import Channel, Topic
 from .tcp import V2Connection
 
 
-def _latency(topic: str, channel: str = "") -> dict[str, Any]:
-    # the double never computes e2e percentiles; nsqd reports this shape when disabled
-    return {"count": 0, "percentiles": None, "topic": topic, "channel": channel, "host": ""}
+def _latency() -> dict[str, Any]:
+    # the double never computes e2e percentiles: nsqd's quantile.Result of a nil stream
+    return {"count": 0, "percentiles": None}
 
 
-def client_stats(conn: V2Connection) -> dict[str, Any]:
+def client_stats(conn: V2Connection, topic_filter: str = "") -> dict[str, Any]:
     settings = conn.settings
     stats: dict[str, Any] = {
         "client_id": settings.client_id,
@@ -38,32 +38,41 @@ def client_stats(conn: V2Connection) -> dict[str, Any]:
         "tls_negotiated_protocol": "",
         "tls_negotiated_protocol_is_mutual": False,
     }
-    if conn.pub_counts:
-        stats["pub_counts"] = [{"topic": t, "count": n} for t, n in conn.pub_counts.items()]
+    counts = [
+        {"topic": t, "count": n}
+        for t, n in conn.pub_counts.items()
+        if not topic_filter or t == topic_filter
+    ]
+    if counts:  # `json:"pub_counts,omitempty"`
+        stats["pub_counts"] = counts
     return stats
 
 
-def channel_stats(channel: Channel, include_clients: bool) -> dict[str, Any]:
+def channel_stats(channel: Channel, include_clients: bool, topic_filter: str) -> dict[str, Any]:
     consumers = [c for c in channel.consumers if isinstance(c, V2Connection)]
+    # Go marshals a nil slice as null: nsqd leaves "clients" nil without include_clients
+    clients = [client_stats(c, topic_filter) for c in consumers] if include_clients else None
     return {
         "channel_name": channel.name,
         "depth": channel.depth,
-        "backend_depth": 0,
+        "backend_depth": channel.backend_depth,
         "in_flight_count": channel.in_flight_count,
         "deferred_count": channel.deferred_count,
         "message_count": channel.message_count,
         "requeue_count": channel.requeue_count,
         "timeout_count": channel.timeout_count,
         "client_count": len(consumers),
-        "clients": [client_stats(c) for c in consumers] if include_clients else [],
+        "clients": clients,
         "paused": False,
-        "e2e_processing_latency": _latency(channel.topic_name, channel.name),
+        "e2e_processing_latency": _latency(),
     }
 
 
-def topic_stats(topic: Topic, channel_filter: str, include_clients: bool) -> dict[str, Any]:
+def topic_stats(
+    topic: Topic, channel_filter: str, include_clients: bool, topic_filter: str
+) -> dict[str, Any]:
     channels = [
-        channel_stats(ch, include_clients)
+        channel_stats(ch, include_clients, topic_filter)
         for name, ch in sorted(topic.channels.items())
         if not channel_filter or name == channel_filter
     ]
@@ -71,11 +80,11 @@ def topic_stats(topic: Topic, channel_filter: str, include_clients: bool) -> dic
         "topic_name": topic.name,
         "channels": channels,
         "depth": topic.depth,
-        "backend_depth": 0,
+        "backend_depth": topic.backend_depth,
         "message_count": topic.message_count,
         "message_bytes": topic.message_bytes,
         "paused": False,
-        "e2e_processing_latency": _latency(topic.name),
+        "e2e_processing_latency": _latency(),
     }
 
 
@@ -89,26 +98,25 @@ def stats_document(
     channel_filter: str = "",
     include_clients: bool = True,
 ) -> dict[str, Any]:
-    selected = [t for t in topics if not topic_filter or t.name == topic_filter]
-    producers = [client_stats(c) for c in clients if c.pub_counts] if include_clients else []
-    if topic_filter:
-        producers = _producers_of(producers, topic_filter)
-    return {
-        "version": version,
-        "health": "OK",
-        "start_time": start_time,
-        "topics": [topic_stats(t, channel_filter, include_clients) for t in selected],
-        "producers": producers,
-    }
-
-
-def _producers_of(producers: list[dict[str, Any]], topic: str) -> list[dict[str, Any]]:
-    filtered = []
-    for producer in producers:
-        counts = [pc for pc in producer.get("pub_counts", []) if pc["topic"] == topic]
-        if counts:
-            filtered.append({**producer, "pub_counts": counts})
-    return filtered
+    """nsqd's GetStats as doStats marshals it (stats.go, http.go). Go writes nil slices as
+    null: an unknown ``topic_filter`` gives ``topics`` and ``producers`` null, no producer (or
+    no include_clients) gives ``producers`` null; a topic without ``channel_filter`` is left
+    out; every producer is listed, with only its pub_counts of ``topic_filter``."""
+    head = {"version": version, "health": "OK", "start_time": start_time}
+    by_name = {t.name: t for t in topics}
+    if topic_filter and topic_filter not in by_name:
+        return {**head, "topics": None, "producers": None}
+    names = [topic_filter] if topic_filter else sorted(by_name)
+    selected = [by_name[name] for name in names]
+    docs = [
+        topic_stats(t, channel_filter, include_clients, topic_filter)
+        for t in selected
+        if not channel_filter or channel_filter in t.channels
+    ]
+    producers = None
+    if include_clients:
+        producers = [client_stats(c, topic_filter) for c in clients if c.pub_counts] or None
+    return {**head, "topics": docs, "producers": producers}
 
 
 def stats_text(doc: dict[str, Any]) -> str:
@@ -121,7 +129,7 @@ def stats_text(doc: dict[str, Any]) -> str:
     ]
     if not doc["topics"]:
         lines.append("Topics: None")
-    for topic in doc["topics"]:
+    for topic in doc["topics"] or []:
         lines.append(
             f"   [{topic['topic_name']:<15}] depth: {topic['depth']:<5} be-depth: 0     "
             f"msgs: {topic['message_count']:<8} e2e%: "

@@ -21,18 +21,28 @@ class NsqTarget:
 
     ``identify`` holds IDENTIFY fields giving ``msg_timeout_s``: empty for the double (its
     server default is already short), ``msg_timeout`` = 1000 (nsqd's minimum) for a real nsqd.
+    ``scan_late_s`` is how late a timeout or a deferred message may come: nsqd acts on them
+    only in its queue scan loop, whose channel list is refreshed every 5 s (a test-only
+    option, lowered for the double as nsqd's own tests do).
     """
 
     tcp_address: str
     http_address: str
     lookupd_http_address: str | None
     msg_timeout_s: float
+    scan_late_s: float
     identify: dict[str, Any] = field(default_factory=dict)
     double: NsqdDouble | None = None
 
     @property
     def real(self) -> bool:
         return self.double is None
+
+
+FAST_SCAN = {"queue_scan_refresh_interval_s": 0.1}  # for doubles, as nsqd's own tests set it
+DOUBLE_SCAN_LATE_S = 0.5
+# nsqd's QueueScanRefreshInterval (5 s) + QueueScanInterval (0.1 s) + a loaded machine
+REAL_SCAN_LATE_S = 6.5
 
 
 def real_target_from_env() -> NsqTarget | None:
@@ -44,6 +54,7 @@ def real_target_from_env() -> NsqTarget | None:
         http_address=http,
         lookupd_http_address=os.environ.get("NSQLOOKUPD_HTTP_ADDRESS"),
         msg_timeout_s=1.0,
+        scan_late_s=REAL_SCAN_LATE_S,
         identify={"msg_timeout": 1000},
     )
 

@@ -11,7 +11,13 @@ from typing import Protocol
 
 from . import protocol as p
 from .broker import Channel, ChannelError, Message, Topic
-from .identify import ClientSettings, apply_identify, decode_identify_body, identify_response
+from .identify import (
+    ClientSettings,
+    apply_identify,
+    decode_identify_body,
+    identify_response,
+    wants_features,
+)
 from .options import NsqdOptions, ms
 
 # nsqd's client states (stateDisconnected/stateConnected are unused by V2)
@@ -199,7 +205,7 @@ class V2Connection:
             raise p.fatal(code, description) from None
 
     async def _read_body(self, cmd: str, limit: int) -> bytes:
-        """IDENTIFY/AUTH/MPUB framing: too-big is checked before non-positive sizes."""
+        """IDENTIFY/AUTH framing: too-big is checked before non-positive sizes."""
         size = await self._read_len("E_BAD_BODY", f"{cmd} failed to read body size")
         if size > limit:
             raise p.fatal("E_BAD_BODY", f"{cmd} body too big {size} > {limit}")
@@ -225,7 +231,7 @@ class V2Connection:
         data = decode_identify_body(await self._read_body("IDENTIFY", self._options.max_body_size))
         apply_identify(self.settings, data, self._options)
         self._restart_heartbeat()
-        if not data.get("feature_negotiation"):
+        if not wants_features(data):
             return p.OK
         return json.dumps(identify_response(self.settings, self._options)).encode()
 
@@ -267,8 +273,9 @@ class V2Connection:
             except ValueError:
                 desc = f"RDY could not parse count {_text(params[1])}"
                 raise p.fatal("E_INVALID", desc) from None
+        count = p.go_int64(count)
         limit = self._options.max_rdy_count
-        if count > limit:
+        if count < 0 or count > limit:
             raise p.fatal("E_INVALID", f"RDY count {count} out of range 0-{limit}")
         self.ready_count = count
         self._subscribed_channel().pump()
@@ -293,7 +300,8 @@ class V2Connection:
             desc = f"REQ could not parse timeout {_text(params[2])}"
             raise p.fatal("E_INVALID", desc) from None
         # out-of-range REQ timeouts are clamped (and only logged) by nsqd
-        delay_s = min(timeout_ms / 1000, self._options.max_req_timeout_s)
+        delay_ns = p.millis_duration_ns(timeout_ms)
+        delay_s = min(max(0, delay_ns) / 1e9, self._options.max_req_timeout_s)
         try:
             self._subscribed_channel().requeue(self, msg_id, delay_s)
         except ChannelError as err:
@@ -338,9 +346,20 @@ class V2Connection:
             raise p.fatal("E_BAD_TOPIC", desc)
         self._broker.get_topic(topic_name)  # nsqd creates the topic before reading the body
         opts = self._options
-        body = await self._read_body("MPUB", opts.max_body_size)
-        self._publish(topic_name, p.parse_mpub_body(body, opts.max_msg_size, opts.max_body_size))
+        size = await self._read_len("E_BAD_BODY", "MPUB failed to read body size")
+        if size <= 0:
+            raise p.fatal("E_BAD_BODY", f"MPUB invalid body size {size}")
+        if size > opts.max_body_size:
+            raise p.fatal("E_BAD_BODY", f"MPUB body too big {size} > {opts.max_body_size}")
+        messages = await p.read_mpub(self._take, opts.max_msg_size, opts.max_body_size)
+        self._publish(topic_name, messages)
         return p.OK
+
+    async def _take(self, size: int) -> bytes:
+        try:
+            return await self._reader.readexactly(size)
+        except asyncio.IncompleteReadError:
+            raise p.Exhausted from None
 
     async def _dpub(self, params: list[bytes]) -> bytes | None:
         topic_name = self._publish_topic("DPUB", params, 3)
@@ -350,10 +369,11 @@ class V2Connection:
             desc = f"DPUB could not parse timeout {_text(params[2])}"
             raise p.fatal("E_INVALID", desc) from None
         max_ms = ms(self._options.max_req_timeout_s)
-        if defer_ms > max_ms:
+        defer_ns = p.millis_duration_ns(defer_ms)
+        if defer_ns < 0 or defer_ns > max_ms * 1_000_000:
             raise p.fatal("E_INVALID", f"DPUB timeout {defer_ms} out of range 0-{max_ms}")
         body = await self._read_message("DPUB")
-        self._publish(topic_name, [body], defer_ms / 1000)
+        self._publish(topic_name, [body], defer_ns / 1e9)
         return p.OK
 
     # --- helpers ---
@@ -364,7 +384,7 @@ class V2Connection:
         if len(params) < arity:
             raise p.fatal("E_INVALID", f"{cmd} insufficient number of params")
         if len(params[1]) != p.MSG_ID_LENGTH:
-            raise p.fatal("E_INVALID", "Invalid Message ID")
+            raise p.fatal("E_INVALID", "invalid message ID")  # protocol_v2.go getMessageID
         return params[1]
 
     def _publish_topic(self, cmd: str, params: list[bytes], arity: int) -> str:
