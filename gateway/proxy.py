@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -44,6 +45,9 @@ log = logging.getLogger("kubefuncs.gateway")
 access_log = logging.getLogger("kubefuncs.gateway.access")
 
 CALLBACK_HEADER = "X-Callback-Url"
+MAX_JSON_DEPTH = 100  # of a published JSON body; consumers refuse deeper payloads
+UNMATCHED = "unmatched"  # the metrics label of a topic nobody configured
+_CALL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Outgoing(NamedTuple):
@@ -338,6 +342,10 @@ class Gateway:
     async def call_result(self, request: web.Request) -> web.Response:
         """``GET /calls/{id}``: 202 while pending, then the function's response."""
         call_id = request.match_info["id"]
+        if not _CALL_ID.fullmatch(call_id):
+            return error_response(
+                400, "bad_call_id", "a call id is 32 lowercase hex characters (from X-Call-Id)"
+            )
         try:
             result = await self.store.get(call_id)
         except TransportError as e:
@@ -363,7 +371,8 @@ class Gateway:
         started = time.perf_counter()
         topic = request.match_info["topic"]
         response = await self._publish(request, topic)
-        self._done(request, "/topics", topic, response, started)
+        label = topic if topic in self.table.publish.topics else UNMATCHED
+        self._done(request, "/topics", label, response, started)
         return response
 
     async def _publish(self, request: web.Request, topic: str) -> web.Response:
@@ -385,7 +394,13 @@ class Gateway:
             topic, payload, headers={"traceparent": traceparent}, content_type=content_type
         )
         try:
-            await self.transport.publish(topic, wire.encode(env))
+            message = wire.encode(env)
+        except (ValueError, OverflowError, TypeError, RecursionError) as e:
+            # UnicodeEncodeError (a lone surrogate) is a ValueError; OverflowError: an
+            # integer msgpack cannot carry
+            return error_response(422, "unencodable_payload", f"body cannot be carried: {e}")
+        try:
+            await self.transport.publish(topic, message)
         except TransportError as e:
             return self._bus_down(e, env.id)
         return web.json_response(
@@ -424,10 +439,33 @@ def event_payload(content_type: str, body: bytes) -> tuple[Any, str, str | None]
     """An event's payload: JSON bodies become values (carried as msgpack), others bytes."""
     if content_type == "application/json":
         try:
-            return json.loads(body) if body else None, wire.MSGPACK, None
+            value = json.loads(body) if body else None
         except ValueError as e:
             return None, "", f"body is not valid JSON: {e}"
+        except RecursionError:
+            value = None
+            depth = MAX_JSON_DEPTH + 1
+        else:
+            depth = json_depth(value, MAX_JSON_DEPTH)
+        if depth > MAX_JSON_DEPTH:
+            return None, "", f"body is JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        return value, wire.MSGPACK, None
     return body, content_type or "application/octet-stream", None
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests lists and dicts, counted up to ``limit + 1`` (no recursion:
+    the value came from a caller)."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            level.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _body_of(response: web.Response) -> bytes:

@@ -195,7 +195,7 @@ async def test_a_sync_route_becomes_async_with_a_callback_and_bad_ones_are_400()
     async with gateway() as client:
         r = await client.get("/echo/", headers={"X-Callback-Url": "ftp://nope"})
         assert r.status == 400 and "http(s)" in (await r.json())["message"]
-        r = await client.get("/calls/0123")
+        r = await client.get("/calls/" + "0" * 32)
         assert r.status == 404 and (await r.json())["error"] == "unknown_call"
 
 
