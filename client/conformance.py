@@ -246,7 +246,7 @@ async def concurrency(p: Probe) -> str:
 
 async def redelivery(p: Probe) -> str:
     """Act as a consumer of the channel that crashed holding a message."""
-    if urlsplit(p.opts.bus_url).scheme not in ("valkey", "valkeys", "redis", "rediss"):
+    if not _is_valkey(p.opts.bus_url):
         raise Skipped("only implemented for the Valkey binding so far")
     vis = p.opts.visibility_timeout_s or 30.0
     env = await p.envelope(
@@ -276,10 +276,7 @@ async def crashed_consumer(opts: Options, body: bytes) -> Any:
     at the end."""
     prefix = url_options(opts.bus_url).get("prefix", "kf")
     stream, consumer = f"{prefix}:topic:{opts.topic}", f"conformance-crashed-{wire.new_id()[:8]}"
-    parts = urlsplit(opts.bus_url)
-    scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
-    redis = Redis.from_url(urlunsplit((scheme, parts.netloc, parts.path, "", "")),
-                           password=opts.password)  # fmt: skip
+    redis = _raw_redis(opts)
     try:
         pipe = redis.pipeline(transaction=True)
         pipe.xadd(stream, {"m": body})
@@ -294,6 +291,57 @@ async def crashed_consumer(opts: Options, body: bytes) -> Any:
         await redis.aclose()
 
 
+async def undeliverable_reply(p: Probe) -> str:
+    """A reply address that can never take a reply is a permanent failure: the message is
+    dead-lettered once (never run again and again), and the function goes on serving."""
+    addresses = [f"conformance-not-an-inbox-{wire.new_id()[:8]}"]
+    valkey = _is_valkey(p.opts.bus_url)
+    if valkey:  # an inbox name that holds a string
+        prefix = url_options(p.opts.bus_url).get("prefix", "kf")
+        addresses.append(f"{prefix}:reply:conformance-{wire.new_id()[:8]}")
+        async with _raw_redis(p.opts) as redis:
+            await redis.set(addresses[1], "not a list", ex=120)
+    bodies = []
+    for address in addresses:
+        env = wire.make(p.opts.topic, {"conformance": "echo", "value": address}, reply_to=address)
+        bodies.append(wire.encode(env))
+        await p.transport.publish(p.opts.topic, bodies[-1])
+    reasons = [(await p.dead_letter(body, p.opts.timeout_s))[0] for body in bodies]
+    expect(all(reasons), "a dead letter without a reason")
+    await p.request({"conformance": "echo", "value": "still there"})
+    kinds = "not an inbox" + (", a key of another type" if valkey else "")
+    return f"dead-lettered ({kinds}), still serving"
+
+
+async def poison_entry(p: Probe) -> str:
+    """Stream entries kubefuncs did not write (an attempt count that is not a number) are
+    dead-lettered with a reason; the consumer reads on."""
+    if not _is_valkey(p.opts.bus_url):
+        raise Skipped("NSQ messages have no fields besides the body (see malformed-dead-letter)")
+    prefix = url_options(p.opts.bus_url).get("prefix", "kf")
+    bodies = []
+    async with _raw_redis(p.opts) as redis:
+        for attempts in ("x", "-1", "1e3", "99999999999999999999"):
+            env = wire.make(p.opts.topic, {"conformance": "echo", "value": attempts})
+            bodies.append(wire.encode(env))
+            await redis.xadd(f"{prefix}:topic:{p.opts.topic}", {"m": bodies[-1], "a": attempts})
+    reasons = [(await p.dead_letter(body, p.opts.timeout_s))[0] for body in bodies]
+    expect(all(reasons), "a dead letter without a reason")
+    await p.request({"conformance": "echo", "value": "still there"})
+    return f"{len(bodies)} dead-lettered ({reasons[0][:40]}...), still serving"
+
+
+def _is_valkey(bus_url: str) -> bool:
+    return urlsplit(bus_url).scheme in ("valkey", "valkeys", "redis", "rediss")
+
+
+def _raw_redis(opts: Options) -> Redis:
+    parts = urlsplit(opts.bus_url)
+    scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
+    url = urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+    return Redis.from_url(url, password=opts.password)
+
+
 Check = Callable[[Probe], Awaitable[str]]
 
 CHECKS: list[tuple[str, Check]] = [
@@ -306,6 +354,8 @@ CHECKS: list[tuple[str, Check]] = [
     ("retry-then-dead-letter", retry_dead_letter),
     ("concurrency", concurrency),
     ("redelivery-after-crash", redelivery),
+    ("undeliverable-reply", undeliverable_reply),
+    ("poison-entry", poison_entry),
 ]
 
 

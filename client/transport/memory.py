@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..errors import TransportError
+from ..errors import TransportError, Undeliverable
 from ..wire import new_id
 from . import check_name, options
 from ._flow import Window
@@ -299,6 +299,8 @@ class MemoryTransport(Transport):
 
     async def send_reply(self, address: str, body: bytes) -> None:
         self._check()
+        if not address.startswith("memory-inbox:"):  # as every bus: only inboxes take replies
+            raise Undeliverable(f"reply address {address!r} is not a reply inbox of this bus")
         queue = self.bus.inboxes.get(address)
         if queue is not None:  # an inbox whose owner is gone has expired: drop the reply
             queue.put_nowait(body)

@@ -34,7 +34,7 @@ from . import _valkey_scripts as scripts
 from . import check_name, number_option, options
 from ._coalesce import Coalescer
 from ._valkey_pack import hiredis_packing
-from ._valkey_sub import ValkeyDelivery, ValkeyInbox, ValkeySubscription
+from ._valkey_sub import ValkeyDelivery, ValkeyInbox, ValkeySubscription, entry_attempts
 from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
 
 log = logging.getLogger(__name__)
@@ -416,7 +416,7 @@ def _dead_letter(entry_id: str, fields: dict[bytes, bytes]) -> DeadLetter:
         id=entry_id,
         body=fields.get(b"m", b""),
         reason=fields.get(b"reason", b"").decode(errors="replace"),
-        attempt=int(fields.get(b"a", b"0")),
+        attempt=entry_attempts(fields)[0],  # a dead entry anyone wrote still lists
         time_ms=int(entry_id.split("-")[0]),
     )
 

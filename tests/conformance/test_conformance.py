@@ -27,8 +27,9 @@ from tests.conformance.functions import Served, nsq_channels, nsq_clients, serve
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
-# the suite's crashed consumer is a Valkey one (client/conformance.py): skipped on NSQ
-SKIPPED_ON = {"valkey": set(), "nsq": {"redelivery-after-crash"}}
+# the suite's crashed consumer and its poison entries are Valkey ones
+# (client/conformance.py): skipped on NSQ
+SKIPPED_ON = {"valkey": set(), "nsq": {"redelivery-after-crash", "poison-entry"}}
 
 
 @pytest.fixture(params=["python", "node"])

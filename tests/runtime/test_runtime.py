@@ -267,5 +267,7 @@ async def test_a_reply_address_the_bus_refuses_is_a_failure_of_the_message() -> 
         transport.reply_and_ack = refuse  # type: ignore[method-assign]
         await f.publish_raw(wire.encode(wire.make(f.topic, "x", kind=wire.REQUEST, reply_to="x")))
         await f.settle()
-        # Then it is settled as a failed message (an error reply is tried, then it is acked)
-        assert f.runtime.metrics.invocations.values[("echo", "error_reply")] == 1
+        # Then it is dead-lettered once with the reason: retrying cannot make it deliverable
+        assert f.runtime.metrics.invocations.values[("echo", "dead_letter")] == 1
+        [dead] = await f.dead_letters()
+        assert dead.reason.startswith("Undeliverable: reply address 'x'")

@@ -137,3 +137,15 @@ async def test_a_reply_address_of_another_type_is_dead_lettered_once(
         await asyncio.sleep(1.5)  # a retry would have run it again by now
     assert fields[b"reason"].startswith(b"Undeliverable: reply address"), fields
     assert [a for _, m, a in lines(record, "start") if m == 1] == [1]
+
+
+async def test_dead_letters_written_by_anyone_still_list(valkey_url: str) -> None:
+    # Given a dead stream with an entry whose attempt field is not a number
+    async with Client(valkey_url) as c:
+        bus = c.transport
+        prefix = valkey_url.split("prefix=")[1].split("&")[0]
+        async with Redis(port=int(valkey_url.split(":")[2].split("/")[0])) as r:
+            await r.xadd(f"{prefix}:dead:t:ch", {"m": b"x", "a": "many", "reason": "r"})
+        # When the dead letters are listed, Then the entry is there with attempt 0
+        [dead] = await bus.dead_letters("t", "ch")
+    assert (dead.body, dead.attempt, dead.reason) == (b"x", 0, "r")
