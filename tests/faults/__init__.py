@@ -1,0 +1,1 @@
+"""Fault scenarios on real servers and processes: see docs/reliability.md."""
