@@ -305,6 +305,8 @@ class Runtime:
                             extra=self._extra(env, delivery))  # fmt: skip
                 m.handled("dead_letter")
                 m.dead_letters.inc()
+                # the reply may be what was refused (too big): a short error may still go
+                await self._reply_error(env, e)
                 await delivery.dead_letter(f"Undeliverable: {e}")
                 return
         m.handled("ok")

@@ -149,8 +149,9 @@ async def test_a_body_over_the_limit_is_a_413_declared_or_streamed() -> None:
 async def test_too_many_in_flight_is_a_503_with_retry_after() -> None:
     async with gateway(replace(SETTINGS, max_in_flight=1)) as client:
         # Given one request waiting for a slow function
-        first = asyncio.create_task(client.get("/slow/", params={"s": "0.2"}))
-        await asyncio.sleep(0.05)
+        # (long enough that a loaded machine cannot finish it before the second arrives)
+        first = asyncio.create_task(client.get("/slow/", params={"s": "2"}))
+        await asyncio.sleep(0.3)
         # When another comes / Then it is turned away at once
         r = await client.get("/echo/")
         assert r.status == 503 and r.headers["Retry-After"] == "1"
