@@ -150,7 +150,7 @@ async def test_too_many_in_flight_is_a_503_with_retry_after() -> None:
     async with gateway(replace(SETTINGS, max_in_flight=1)) as client:
         # Given one request waiting for a slow function
         # (long enough that a loaded machine cannot finish it before the second arrives)
-        first = asyncio.create_task(client.get("/slow/", params={"s": "2"}))
+        first = asyncio.create_task(client.get("/echo/slow", params={"s": "1"}))
         await asyncio.sleep(0.3)
         # When another comes / Then it is turned away at once
         r = await client.get("/echo/")
