@@ -3,9 +3,15 @@
 # Create a channel's consumer group. A topic's first group starts at 0 so messages
 # published before any channel existed are not lost (NSQ keeps them for the first channel
 # too); later groups start at $ (a new channel gets what is published from now on).
+#
+# ARGV[2] = '0' forces the start at 0: a group the server lost (restart without
+# persistence) is recreated to read everything its stream holds now, all of it published
+# since the restart, even when another channel's group came back first.
 ENSURE_GROUP = """
 local start = '$'
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if ARGV[2] == '0' then
+  start = '0'
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
   start = '0'
 elseif #redis.call('XINFO', 'GROUPS', KEYS[1]) == 0 then
   start = '0'

@@ -195,7 +195,7 @@ class ValkeySubscription(Subscription):
             # the server lost the group (restart without persistence, or deleted): any
             # command of the round (XAUTOCLAIM, XPENDING, XREADGROUP) may see it first
             log.warning("group %s of %s is gone; creating it again", self.channel, self.topic)
-            await self.transport.ensure_channel(self.topic, self.channel)
+            await self.transport.ensure_channel(self.topic, self.channel, lost=True)
             self._last_claim = 0.0
             return []
 

@@ -247,11 +247,12 @@ class ValkeyTransport(Transport):
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def ensure_channel(self, topic: str, channel: str) -> None:
+    async def ensure_channel(self, topic: str, channel: str, *, lost: bool = False) -> None:
+        """Create the channel's groups; ``lost``: the server lost them, so they start at 0."""
         check_name("topic", topic)
         check_name("channel", channel)
         for stream in (self.keys.topic(topic), self.keys.retry(topic, channel)):
-            await self.call("EVAL", scripts.ENSURE_GROUP, 1, stream, channel)
+            await self.call("EVAL", scripts.ENSURE_GROUP, 1, stream, channel, "0" if lost else "")
             await self.call("SADD", self.keys.streams, stream)
 
     async def subscribe(self, topic: str, channel: str, *, max_in_flight: int) -> Subscription:

@@ -7,10 +7,13 @@ const Redis = require('ioredis');
 const REPLY_TTL_MS = 60000;
 
 // Create a channel's consumer group: the first group of a stream starts at 0 (nothing
-// published before it is lost), later groups at $. Same script as the Python runtime.
+// published before it is lost), later groups at $; a group the server lost starts at 0
+// (ARGV[2]). Same script as the Python runtime.
 const ENSURE_GROUP = `
 local start = '$'
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if ARGV[2] == '0' then
+  start = '0'
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
   start = '0'
 elseif #redis.call('XINFO', 'GROUPS', KEYS[1]) == 0 then
   start = '0'
@@ -102,9 +105,9 @@ class Bus {
     return this.cmd.status === 'ready';
   }
 
-  async ensureGroups() {
+  async ensureGroups(lost = false) {
     for (const stream of this.streams) {
-      await this.cmd.eval(ENSURE_GROUP, 1, stream, this.channel);
+      await this.cmd.eval(ENSURE_GROUP, 1, stream, this.channel, lost ? '0' : '');
       await this.cmd.sadd(`${this.prefix}:streams`, stream);
     }
   }
@@ -118,7 +121,7 @@ class Bus {
     } catch (e) {
       // any command of the round may be the first to see the group gone: recreate it
       if (!lostGroup(e)) throw e;
-      await this.ensureGroups();
+      await this.ensureGroups(true);
       return [];
     }
   }
