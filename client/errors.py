@@ -61,3 +61,10 @@ class Reject(KubefuncsError):
 
 class UnsupportedKind(Reject):
     """A message of a kind functions do not serve (a reply, say): never run, dead-lettered."""
+
+
+class EncodeError(KubefuncsError, ValueError):
+    """An envelope cannot be written: a value msgpack has no form for (an integer beyond
+    64 bits, a lone surrogate, a set), or one every consumer would refuse (see the limits in
+    docs/protocol.md). The message names the field. A ValueError too: msgpack's own error
+    for these was one."""
