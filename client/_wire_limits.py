@@ -15,8 +15,9 @@ from typing import Any
 import msgpack
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
-# Maps and arrays nest at most this deep inside one envelope field (the envelope map itself
-# does not count: a map payload is level 1, a list in it level 2).
+# No value sits inside more than this many maps and arrays, counted from the envelope field
+# (the envelope map itself does not count: a map payload is level 1, a list in it level 2;
+# an empty map or array is a value, so it may be level 65).
 MAX_DEPTH = 64
 # Array items plus map keys and values in one body, the envelope's own fields included.
 # Every element takes at least one byte, so a body of at most this many bytes is within.
@@ -55,7 +56,7 @@ def field_problem(field: str, value: Any, *, scalars: bool) -> str | None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if depth > MAX_DEPTH and node:  # an empty one holds no value: as in the Node decoder
             return too_deep(field)
         if isinstance(node, dict):
             key = _bad_key(node)
