@@ -66,3 +66,10 @@ class UnsupportedKind(Reject):
 class LoopFailed(KubefuncsError):
     """A loop that must run for the life of the process (consuming, reading replies) died:
     the process stops and exits non-zero so that its supervisor restarts it."""
+
+
+class EncodeError(KubefuncsError, ValueError):
+    """An envelope cannot be written: a value msgpack has no form for (an integer beyond
+    64 bits, a lone surrogate, a set), or one every consumer would refuse (see the limits in
+    docs/protocol.md). The message names the field. A ValueError too: msgpack's own error
+    for these was one."""

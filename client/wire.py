@@ -20,7 +20,8 @@ from typing import Any
 
 import msgpack
 
-from .errors import DecodeError
+from . import _wire_limits as limits
+from .errors import DecodeError, EncodeError
 
 VERSION = 1
 
@@ -37,7 +38,9 @@ SERVED_KINDS = frozenset({EVENT, REQUEST, HTTP_REQUEST})
 
 MSGPACK = "application/msgpack"
 
-_MAX_BODY_BYTES = 64 * 1024 * 1024
+_MAX_BODY_BYTES = limits.MAX_BODY_BYTES
+MAX_DEPTH = limits.MAX_DEPTH
+MAX_ELEMENTS = limits.MAX_ELEMENTS
 
 
 def new_id() -> str:
@@ -210,8 +213,51 @@ def _trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def encode(env: Envelope) -> bytes:
-    """Serialise an envelope to its msgpack body (keys in a fixed order)."""
-    return msgpack.packb(to_wire(env), use_bin_type=True)  # type: ignore[no-any-return]
+    """Serialise an envelope to its msgpack body (keys in a fixed order). Raises
+    :class:`EncodeError` for what no consumer would decode (docs/protocol.md, "Limits")."""
+    message = to_wire(env)
+    try:
+        _check_tree(from_wire(message), message, scalars=True)
+    except DecodeError as e:
+        raise EncodeError(f"cannot encode the envelope: {e}") from None
+    return _pack(message)
+
+
+def _pack(message: dict[str, Any]) -> bytes:
+    try:
+        body: bytes = msgpack.packb(message, use_bin_type=True)
+    except (ValueError, OverflowError, TypeError) as e:
+        raise _encode_error(message, e) from e
+    if len(body) > _MAX_BODY_BYTES:
+        raise EncodeError(
+            f"cannot encode the envelope: its body would be {len(body)} bytes, over the"
+            f" {_MAX_BODY_BYTES} limit (send large data by reference)"
+        )
+    if len(body) > MAX_ELEMENTS and limits.count_elements(message) > MAX_ELEMENTS:
+        raise EncodeError(f"cannot encode the envelope: {limits.too_many_elements()}")
+    return body
+
+
+def _encode_error(message: dict[str, Any], error: Exception) -> EncodeError:
+    """Which field msgpack could not write, and why (the error path: packs field by field)."""
+    for key, value in message.items():
+        try:
+            msgpack.packb(value, use_bin_type=True)
+        except (ValueError, OverflowError, TypeError) as e:
+            why = limits.unpackable(value) or str(e)
+            return EncodeError(f"cannot encode envelope field {key!r}: {why}")
+    return EncodeError(f"cannot encode the envelope: {error}")
+
+
+def _check_payload(kind: str, payload: Any) -> None:
+    """For the fast encoders, which build every other field themselves."""
+    try:
+        _payload(kind, payload)
+        problem = limits.field_problem("payload", payload, scalars=True)
+    except DecodeError as e:
+        problem = str(e)
+    if problem is not None:
+        raise EncodeError(f"cannot encode the envelope: {problem}")
 
 
 def encode_http_request(
@@ -228,7 +274,7 @@ def encode_http_request(
     HttpRequest (``request`` is method, path, query, headers and body): the same bytes, for
     the gateway's hot path (tests/test_wire.py checks they are the same)."""
     method, path, query, http_headers, body = request
-    return msgpack.packb(  # type: ignore[no-any-return]
+    return _pack(
         {
             "v": VERSION,
             "id": env_id,
@@ -248,7 +294,6 @@ def encode_http_request(
                 "body": body,
             },
         },
-        use_bin_type=True,
     )
 
 
@@ -256,7 +301,10 @@ def encode_reply(request: Envelope, payload: Any, *, kind: str = REPLY) -> bytes
     """``encode(reply_for(request, payload, kind=kind))`` without building the Envelope:
     the same bytes, for the runtime's hot path (tests/test_wire.py checks they are the
     same)."""
-    return msgpack.packb(  # type: ignore[no-any-return]
+    wire_payload = payload_to_wire(payload)
+    if wire_payload.__class__ is not str and wire_payload.__class__ is not bytes:
+        _check_payload(kind, wire_payload)
+    return _pack(
         {
             "v": VERSION,
             "id": new_id(),
@@ -268,9 +316,8 @@ def encode_reply(request: Envelope, payload: Any, *, kind: str = REPLY) -> bytes
             "correlation_id": request.id,
             "deadline": None,
             "headers": _trace_headers(request.headers),
-            "payload": payload_to_wire(payload),
+            "payload": wire_payload,
         },
-        use_bin_type=True,
     )
 
 
@@ -318,33 +365,67 @@ def payload_to_wire(payload: Any) -> Any:
 
 
 def decode(body: bytes) -> Envelope:
-    """Parse and validate a message body. Raises :class:`DecodeError` on anything malformed."""
+    """Parse and validate a message body. Raises :class:`DecodeError` on anything malformed,
+    the limits of docs/protocol.md ("Limits") included."""
     if not isinstance(body, bytes | bytearray | memoryview):
         raise DecodeError(f"message body must be bytes, got {type(body).__name__}")
     if len(body) > _MAX_BODY_BYTES:
         raise DecodeError(f"message body is {len(body)} bytes, over the {_MAX_BODY_BYTES} limit")
     try:
-        raw = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        raw = limits.unpack(body, _refuse_ext)
+    except _ExtFound:
+        raise _ext_error(body) from None
     except ValueError as e:
-        raise _unpack_error(e) from e
+        raise _unpack_error(e, body) from e
     except Exception as e:  # msgpack raises several unrelated types for bad input
         raise DecodeError(f"body is not valid msgpack: {e}") from e
     env = from_wire(raw)
-    if (0xC4 in body or 0xC5 in body or 0xC6 in body) and _has_bin_key(raw, env.kind):
-        raise DecodeError(_KEY_ERROR + "bin")
+    _check_tree(env, raw, scalars=0xFF in body)  # 0xff: the type byte of a timestamp ext
     return env
 
 
-_KEY_ERROR = "payload maps must have string keys (every map key in a message), got a key of type "
+class _ExtFound(Exception):
+    pass
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise _ExtFound(code)
+
+
+def _ext_error(body: bytes) -> DecodeError:
+    """The error for a body with an extension type, naming the field it is in."""
+    try:
+        raw = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        _check_tree(from_wire(raw), raw, scalars=True)
+    except DecodeError as e:
+        return e
+    except ValueError as e:
+        return _unpack_error(e, body)
+    except Exception as e:
+        return DecodeError(f"body is not valid msgpack: {e}")
+    return DecodeError("body holds a msgpack extension type: the contract has none")
+
+
+_KEY_ERROR = limits._KEY_ERROR
 _STRICT_KEY = " is not allowed for map key when strict_map_key=True"
 _MSGPACK_TYPE = {"NoneType": "nil", "list": "array", "dict": "map", "bytes": "bin"}
+_MSGPACK_TYPE |= {"ExtType": "ext", "Timestamp": "ext"}
 
 
-def _unpack_error(e: ValueError) -> DecodeError:
+def _unpack_error(e: ValueError, body: bytes) -> DecodeError:
+    if isinstance(e, msgpack.StackError):
+        return DecodeError(limits.too_deep(limits.deep_field(body)))
+    if isinstance(e, limits.TooManyElements) or "exceeds max_" in str(e):
+        return DecodeError(limits.too_many_elements())
+    if isinstance(e, UnicodeDecodeError):
+        field = limits.bad_utf8_field(body)
+        where = "a string" if field is None else f"envelope field {field!r}"
+        return DecodeError(f"body is not valid msgpack: {where} is not valid UTF-8 ({e.reason})")
     text = str(e)
     if text.endswith(_STRICT_KEY):  # msgpack's words for a non-str map key
         python_type = text[: -len(_STRICT_KEY)]
-        return DecodeError(_KEY_ERROR + _MSGPACK_TYPE.get(python_type, python_type))
+        where = limits.bad_key_field(body)
+        return DecodeError(_KEY_ERROR + _MSGPACK_TYPE.get(python_type, python_type) + where)
     return DecodeError(f"body is not valid msgpack: {text}")
 
 
@@ -359,32 +440,27 @@ _STRUCTURED_KEYS = {
 }
 
 
-def _has_bin_key(raw: dict[str, Any], kind: str) -> bool:
-    """strict_map_key lets str *and* bin keys through; decode() calls this only when the body
-    has a bin header byte (0xc4-0xc6) at all. Cheap and exact: keys that are all known names
-    are str, and from_wire has checked every known field (headers too) but the payload."""
-    if not _ENVELOPE_KEYS.issuperset(raw):
-        return _walk_has_bytes_key(raw)  # unknown keys (rare): look everywhere
+def _check_tree(env: Envelope, raw: dict[str, Any], *, scalars: bool) -> None:
+    """The rules from_wire does not see: nesting depth, str keys and (``scalars``) no
+    extension types, in every field it has not checked whole. Iterative: no RecursionError."""
+    for key in _unchecked_fields(raw, env.kind):
+        problem = limits.field_problem(key, raw[key], scalars=scalars)
+        if problem is not None:
+            raise DecodeError(problem)
+
+
+def _unchecked_fields(raw: dict[str, Any], kind: str) -> list[str]:
+    """Fields whose value from_wire has not checked all of: unknown ones and the payload,
+    unless it is a structured payload of known keys only (those are all checked)."""
+    fields = [] if _ENVELOPE_KEYS.issuperset(raw) else [k for k in raw if k not in _ENVELOPE_KEYS]
     payload = raw.get("payload")
-    known = _STRUCTURED_KEYS.get(kind)
-    if known is not None and payload.__class__ is dict and known.issuperset(payload):
-        return False  # its headers are checked, its other fields are not maps
-    return _walk_has_bytes_key(payload)
-
-
-def _walk_has_bytes_key(value: Any) -> bool:
-    if value.__class__ is dict:
-        try:
-            "".join(value)
-        except TypeError:
-            return True
-        value = value.values()
-    elif value.__class__ is not list:
-        return False
-    for v in value:
-        if (v.__class__ is dict or v.__class__ is list) and _walk_has_bytes_key(v):
-            return True
-    return False
+    if payload.__class__ is dict or payload.__class__ is list:
+        known = _STRUCTURED_KEYS.get(kind)
+        if known is None or not known.issuperset(payload):
+            fields.append("payload")
+    elif payload is not None and not isinstance(payload, str | bytes | int | float):
+        fields.append("payload")  # an extension type
+    return fields
 
 
 def from_wire(raw: Any) -> Envelope:
@@ -394,7 +470,8 @@ def from_wire(raw: Any) -> Envelope:
     v = raw.get("v")
     if v.__class__ is not int or v != VERSION:  # not 1.0, not True
         raise DecodeError(
-            f"unsupported envelope version {v!r}: this consumer speaks v{VERSION} (the integer 1)"
+            f"unsupported envelope version {limits.short(v)} in field 'v': this consumer speaks"
+            f" v{VERSION} (the integer 1)"
         )
     kind = _required_str(raw, "kind")
     payload = raw.get("payload")
@@ -417,14 +494,18 @@ def _required_str(raw: Mapping[str, Any], key: str) -> str:
     if value is None:
         raise DecodeError(f"envelope field {key!r} is missing")
     if not isinstance(value, str) or not value:
-        raise DecodeError(f"envelope field {key!r} must be a non-empty string, got {value!r:.60}")
+        raise DecodeError(
+            f"envelope field {key!r} must be a non-empty string, got {limits.short(value)}"
+        )
     return value
 
 
 def _str(raw: Mapping[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is not None and not isinstance(value, str):
-        raise DecodeError(f"envelope field {key!r} must be a string or nil, got {value!r:.60}")
+        raise DecodeError(
+            f"envelope field {key!r} must be a string or nil, got {limits.short(value)}"
+        )
     return value
 
 
@@ -434,7 +515,7 @@ def _int(raw: Mapping[str, Any], key: str) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         raise DecodeError(
-            f"envelope field {key!r} must be an integer (unix ms) or nil, got {value!r:.60}"
+            f"envelope field {key!r} must be an integer (unix ms) or nil, got {limits.short(value)}"
         )
     return value
 
@@ -456,6 +537,8 @@ def _bytes(value: Any, where: str) -> bytes:
     if isinstance(value, str):
         return value.encode()
     if not isinstance(value, bytes):
+        if isinstance(value, bytearray | memoryview):  # from an encoder's caller
+            return bytes(value)
         raise DecodeError(f"{where} must be bytes or a string")
     return value
 
@@ -481,7 +564,8 @@ def _http_request(payload: Any) -> HttpRequest:
     method, path = p.get("method"), p.get("path")
     if not isinstance(method, str) or not isinstance(path, str):
         raise DecodeError("http-request payload needs string 'method' and 'path'")
-    query = p.get("query") or ""
+    query = p.get("query")
+    query = "" if query is None else query
     if not isinstance(query, str):
         raise DecodeError("http-request 'query' must be the raw query string")
     return _http_request_of(
@@ -497,7 +581,9 @@ def _http_response(payload: Any) -> HttpResponse:
     p = _require_map(payload, HTTP_RESPONSE)
     status = p.get("status", 200)
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise DecodeError(f"http-response 'status' must be an integer 100-599, got {status!r}")
+        raise DecodeError(
+            f"http-response 'status' must be an integer 100-599, got {limits.short(status)}"
+        )
     return _http_response_of(
         status,
         _str_map(p.get("headers"), "http-response headers"),
@@ -615,7 +701,17 @@ def _headers_to_ce(
 
 def from_cloudevent(ce: Mapping[str, Any], *, topic: str | None = None) -> Envelope:
     """Build an envelope from a CloudEvents 1.0 event in structured form (a dict as read from
-    the JSON format). The kind is ``kfkind``, else ``event``. Raises :class:`DecodeError`."""
+    the JSON format). The kind is ``kfkind``, else ``event``. Raises :class:`DecodeError`,
+    also for an event ``encode`` would refuse (the limits of docs/protocol.md included)."""
+    env = _from_cloudevent(ce, topic)
+    try:
+        encode(env)
+    except EncodeError as e:
+        raise DecodeError(f"the CloudEvent makes no valid envelope: {e}") from None
+    return env
+
+
+def _from_cloudevent(ce: Mapping[str, Any], topic: str | None) -> Envelope:
     if not isinstance(ce, Mapping):
         raise DecodeError(f"a CloudEvent must be a map, got {type(ce).__name__}")
     for key in ("id", "source", "type"):
@@ -647,6 +743,8 @@ def from_cloudevent(ce: Mapping[str, Any], *, topic: str | None = None) -> Envel
 def _headers_from_ce(ce: Mapping[str, Any], kind: str, kftopic: str | None) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in ce.items():
+        if not isinstance(name, str):
+            raise DecodeError(f"CloudEvent attribute names are strings, got {limits.short(name)}")
         if name not in _CE_CORE and not name.startswith("kf") and value is not None:
             headers[name] = _ce_value(name, value)
     default = {"type": f"io.kubefuncs.{kind}"}
@@ -672,7 +770,7 @@ def _parse_rfc3339(text: Any) -> int:
     """Unix ms of an RFC 3339 date-time; the offset (Z or +hh:mm) is required."""
     m = _RFC3339.fullmatch(text) if isinstance(text, str) else None
     if m is None:
-        raise DecodeError(f"CloudEvent 'time' is not RFC 3339 with an offset: {text!r:.60}")
+        raise DecodeError(f"CloudEvent 'time' is not RFC 3339 with an offset: {limits.short(text)}")
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     fraction, sign, off_h, off_m = m.group(7, 8, 9, 10)
     millis = int((fraction or "").ljust(3, "0")[:3])
@@ -681,10 +779,12 @@ def _parse_rfc3339(text: Any) -> int:
     try:
         ms = (datetime(year, month, day, hour, minute, second) - _NAIVE_EPOCH) // _MS
     except ValueError as e:
-        raise DecodeError(f"CloudEvent 'time' is not RFC 3339: {text!r:.60} ({e})") from e
+        raise DecodeError(f"CloudEvent 'time' is not RFC 3339: {limits.short(text)} ({e})") from e
     if sign is not None:
         if int(off_h) > 23 or int(off_m) > 59:
-            raise DecodeError(f"CloudEvent 'time' is not RFC 3339: {text!r:.60} (bad offset)")
+            raise DecodeError(
+                f"CloudEvent 'time' is not RFC 3339: {limits.short(text)} (bad offset)"
+            )
         offset = (int(off_h) * 60 + int(off_m)) * 60_000
         ms -= offset if sign == "+" else -offset
     return ms + millis
@@ -693,7 +793,9 @@ def _parse_rfc3339(text: Any) -> int:
 def _ce_str(ce: Mapping[str, Any], key: str) -> str | None:
     value = ce.get(key)
     if value is not None and not isinstance(value, str):
-        raise DecodeError(f"CloudEvent attribute {key!r} must be a string, got {value!r:.60}")
+        raise DecodeError(
+            f"CloudEvent attribute {key!r} must be a string, got {limits.short(value)}"
+        )
     return value
 
 
@@ -701,9 +803,9 @@ def _ce_int(ce: Mapping[str, Any], key: str) -> int | None:
     value = ce.get(key)
     if value is None or (value.__class__ is int):
         return value
-    if isinstance(value, str) and _INTEGER.fullmatch(value):  # e.g. after HTTP binary mode
-        return int(value)
-    raise DecodeError(f"CloudEvent attribute {key!r} must be an integer, got {value!r:.60}")
+    if isinstance(value, str) and len(value) <= 21 and _INTEGER.fullmatch(value):
+        return int(value)  # a string, e.g. after HTTP binary mode; 21 digits: past 2**64
+    raise DecodeError(f"CloudEvent attribute {key!r} must be an integer, got {limits.short(value)}")
 
 
 def _ce_value(name: str, value: Any) -> str:
@@ -712,10 +814,11 @@ def _ce_value(name: str, value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, int) and -(2**63) <= value < 2**64:
         return str(value)
     raise DecodeError(
-        f"CloudEvent attribute {name!r} must be a string, integer or boolean, got {value!r:.60}"
+        f"CloudEvent attribute {name!r} must be a string, integer or boolean,"
+        f" got {limits.short(value)}"
     )
 
 
@@ -724,7 +827,7 @@ def _kfheaders(value: Any) -> dict[str, str]:
         return {}
     try:
         headers = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # json.loads recurses: deep JSON is a RecursionError
         headers = None
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise DecodeError("CloudEvent attribute 'kfheaders' must be a JSON object of strings")

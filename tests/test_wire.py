@@ -151,6 +151,7 @@ def test_a_non_string_map_key_is_named_in_the_error(payload: Any, key_type: str)
     assert str(caught.value) == (
         "payload maps must have string keys (every map key in a message), got a key of type "
         + key_type
+        + ", in envelope field 'payload'"
     )
 
 
@@ -174,9 +175,10 @@ def test_decode_rejects_what_is_not_bytes() -> None:
 
 
 def test_decode_rejects_a_body_over_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = wire.encode(wire.make("t", "x" * 20))
     monkeypatch.setattr(wire, "_MAX_BODY_BYTES", 16)
     with pytest.raises(DecodeError, match="over the 16 limit"):
-        wire.decode(wire.encode(wire.make("t", "x" * 20)))
+        wire.decode(body)
 
 
 # -- building envelopes --------------------------------------------------------------------

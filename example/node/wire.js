@@ -7,39 +7,98 @@ const { Decoder, encode: pack } = require('@msgpack/msgpack');
 
 const VERSION = 1;
 const MSGPACK = 'application/msgpack';
+// The decoding limits (docs/protocol.md, "Limits"), the same as client/wire.py's.
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const MAX_DEPTH = 64; // maps and arrays around a value, counted from the envelope field
+const MAX_ELEMENTS = 1000000; // array items + map keys and values in one body
 
 class DecodeError extends Error {
   get name() { return 'DecodeError'; }
 }
 
-// The contract wants every msgpack str to be valid UTF-8 and every map key a str.
-// @msgpack/msgpack replaces bad UTF-8 silently, so check it first (decodeUtf8String is the
-// hook the 3.x Decoder calls for every str; pinned in package.json).
+class EncodeError extends Error {
+  get name() { return 'EncodeError'; }
+}
+
+const KEY_ERROR =
+  'payload maps must have string keys (every map key in a message), got a key of type ';
+
+// The contract wants every msgpack str to be valid UTF-8, every map key a str, no
+// extension types, and the limits above. @msgpack/msgpack replaces bad UTF-8 silently and
+// has no depth or total limit, so StrictDecoder checks them at the hooks the 3.x Decoder
+// calls (pinned in package.json): its stack is an array, not recursion, so a deep body
+// costs no call stack before the limit stops it.
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 class StrictDecoder extends Decoder {
+  constructor() {
+    super();
+    this.mapKeyConverter = (key) => this.checkKey(key); // the base class sets its own
+  }
+
+  decode(body) {
+    this.elements = 0;
+    return super.decode(body);
+  }
+
+  // The envelope field being read: the key of the outermost map, if it is a map.
+  where() {
+    const outer = this.stack.length > 0 ? this.stack.stack[0] : null;
+    if (outer && outer.type === 'map_value') return `envelope field '${outer.key}'`;
+    return null;
+  }
+
+  admit(elements) {
+    if (this.stack.length > MAX_DEPTH) {
+      const where = this.where() || 'body';
+      throw new DecodeError(`${where} is nested deeper than ${MAX_DEPTH} levels of maps and arrays`);
+    }
+    this.elements += elements;
+    if (this.elements > MAX_ELEMENTS) {
+      throw new DecodeError(
+        `body has more than ${MAX_ELEMENTS} elements (array items, map keys and values)`,
+      );
+    }
+  }
+
+  pushMapState(size) {
+    this.admit(2 * size);
+    super.pushMapState(size);
+  }
+
+  pushArrayState(size) {
+    this.admit(size);
+    super.pushArrayState(size);
+  }
+
   decodeUtf8String(byteLength, headerOffset) {
     const start = this.pos + headerOffset;
     if (start + byteLength <= this.bytes.byteLength) {
-      strictUtf8.decode(this.bytes.subarray(start, start + byteLength));
+      try {
+        strictUtf8.decode(this.bytes.subarray(start, start + byteLength));
+      } catch (e) {
+        const where = this.where() || 'a string';
+        throw new DecodeError(`body is not valid msgpack: ${where} is not valid UTF-8 (${e.message})`);
+      }
     }
     return super.decodeUtf8String(byteLength, headerOffset);
+  }
+
+  decodeExtension(size, headOffset) {
+    const code = this.view.getInt8(this.pos + headOffset);
+    const where = this.where() || 'body';
+    throw new DecodeError(`${where} holds a msgpack extension type (ext ${code}): the contract has none`);
+  }
+
+  checkKey(key) {
+    if (typeof key === 'string') return key;
+    const where = this.stack.length > 1 ? `, in ${this.where()}` : ', in the envelope map';
+    throw new DecodeError(KEY_ERROR + typeName(key) + where);
   }
 }
 
 // Payloads are JSON-compatible: every map key is a str (bin keys included in the ban).
-const decoder = new StrictDecoder({
-  mapKeyConverter: (key) => {
-    if (typeof key !== 'string') {
-      throw new DecodeError(
-        'payload maps must have string keys (every map key in a message), got a key of type ' +
-          typeName(key),
-      );
-    }
-    return key;
-  },
-});
+const decoder = new StrictDecoder();
 
 const isMap = (x) => x !== null && typeof x === 'object' && x.constructor === Object;
 const isInt = (x) => Number.isInteger(x);
@@ -66,7 +125,7 @@ function fromWire(raw) {
   if (raw.v !== VERSION) {
     // JavaScript numbers cannot tell 1.0 from 1: a float 1.0 passes here (docs/protocol.md, 1)
     throw new DecodeError(
-      `unsupported envelope version ${raw.v}: this consumer speaks v1 (the integer 1)`,
+      `unsupported envelope version ${short(raw.v)} in field 'v': this consumer speaks v1 (the integer 1)`,
     );
   }
   const kind = str(raw, 'kind', true);
@@ -138,7 +197,7 @@ function httpRequest(p) {
   if (typeof p.method !== 'string' || typeof p.path !== 'string') {
     throw new DecodeError("http-request payload needs string 'method' and 'path'");
   }
-  const query = p.query || '';
+  const query = p.query ?? '';
   if (typeof query !== 'string') {
     throw new DecodeError("http-request 'query' must be the raw query string");
   }
@@ -176,6 +235,13 @@ function errorInfo(p) {
   return out;
 }
 
+// A value for an error message: never the whole of a big one.
+function short(x) {
+  if (typeof x === 'string') return JSON.stringify(x.slice(0, 60));
+  if (typeof x === 'number' || typeof x === 'boolean' || typeof x === 'bigint') return String(x);
+  return typeName(x);
+}
+
 function typeName(x) {
   if (x === null || x === undefined) return 'nil';
   if (Array.isArray(x)) return 'array';
@@ -190,6 +256,10 @@ function typeName(x) {
 // A Buffer: @msgpack/msgpack returns a view into a larger ArrayBuffer, which Redis clients
 // would send whole.
 function encode(env) {
+  for (const [field, value] of [['headers', env.headers], ['payload', env.payload]]) {
+    const problem = tooDeepOrBig(value);
+    if (problem) throw new EncodeError(`cannot encode the envelope: envelope field '${field}' ${problem}`);
+  }
   const bytes = pack({
     v: VERSION,
     id: env.id,
@@ -203,7 +273,29 @@ function encode(env) {
     headers: env.headers || {},
     payload: env.payload ?? null,
   });
+  if (bytes.byteLength > MAX_BODY_BYTES) {
+    throw new EncodeError(
+      `cannot encode the envelope: its body would be ${bytes.byteLength} bytes, over the ${MAX_BODY_BYTES} limit`,
+    );
+  }
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+// What the decoder would refuse in one field's value (depth, elements), found without
+// recursion; null when it is fine.
+function tooDeepOrBig(value) {
+  const stack = [[value, 1]];
+  let elements = 0;
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop();
+    const children = Array.isArray(node) ? node : isMap(node) ? Object.values(node) : null;
+    if (children === null || children.length === 0) continue;
+    if (depth > MAX_DEPTH) return `is nested deeper than ${MAX_DEPTH} levels of maps and arrays`;
+    elements += Array.isArray(node) ? children.length : 2 * children.length;
+    if (elements > MAX_ELEMENTS) return `has more than ${MAX_ELEMENTS} elements`;
+    for (const child of children) stack.push([child, depth + 1]);
+  }
+  return null;
 }
 
 const newId = () => crypto.randomBytes(16).toString('hex');
@@ -229,4 +321,17 @@ function replyFor(request, payload, kind = 'reply') {
 
 const expired = (env, nowMs = Date.now()) => env.deadline !== null && nowMs > env.deadline;
 
-module.exports = { DecodeError, decode, encode, fromWire, replyFor, expired, isMap, MSGPACK };
+module.exports = {
+  DecodeError,
+  EncodeError,
+  decode,
+  encode,
+  fromWire,
+  replyFor,
+  expired,
+  isMap,
+  MSGPACK,
+  MAX_BODY_BYTES,
+  MAX_DEPTH,
+  MAX_ELEMENTS,
+};
