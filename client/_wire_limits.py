@@ -24,6 +24,8 @@ MAX_DEPTH = 64
 MAX_ELEMENTS = 1_000_000
 
 _EXT_TYPES = (msgpack.ExtType, msgpack.Timestamp)
+_CONTAINERS = (dict, list, tuple)
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})  # what most values are
 _INT_RANGE = range(-(2**63), 2**64)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _KEY_ERROR = "payload maps must have string keys (every map key in a message), got a key of type "
@@ -49,9 +51,11 @@ def ext_problem(field: str, value: Any) -> str:
 def field_problem(field: str, value: Any, *, scalars: bool) -> str | None:
     """The first broken rule inside one field's value: maps and arrays nested deeper than
     MAX_DEPTH, a map key that is not a str, and (``scalars``) an extension type."""
+    if value.__class__ in _PLAIN:
+        return None
     if isinstance(value, _EXT_TYPES):  # before tuple: an ExtType is a namedtuple
         return ext_problem(field, value) if scalars else None
-    if not isinstance(value, dict | list | tuple):
+    if not isinstance(value, _CONTAINERS):
         return None
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -83,10 +87,15 @@ def _push_children(
     children: Iterable[Any], depth: int, stack: list[tuple[Any, int]], field: str, scalars: bool
 ) -> str | None:
     for child in children:
-        if isinstance(child, _EXT_TYPES):  # before tuple: an ExtType is a namedtuple
+        cls = child.__class__
+        if cls is dict or cls is list:
+            stack.append((child, depth))
+        elif cls in _PLAIN:
+            continue
+        elif isinstance(child, _EXT_TYPES):  # before tuple: an ExtType is a namedtuple
             if scalars:
                 return ext_problem(field, child)
-        elif isinstance(child, dict | list | tuple):
+        elif isinstance(child, _CONTAINERS):
             stack.append((child, depth))
     return None
 
