@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .errors import Reject, Retry
+from .errors import EncodeError, Reject, Retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,9 @@ def decide(
 ) -> Decision:
     """What to do with a message whose handler raised ``error`` on ``attempt``."""
     reason = f"{type(error).__name__}: {error}"
-    final = isinstance(error, (Reject, *policy.non_retryable)) or attempt >= policy.max_attempts
+    # an EncodeError is the handler's result that no bus can carry: the same again
+    final = isinstance(error, (Reject, EncodeError, *policy.non_retryable))
+    final = final or attempt >= policy.max_attempts
     if final:
         # a waiting caller still gets the error; the message is kept as a dead letter
         return Decision(Action.DEAD_LETTER, reason=reason)

@@ -271,3 +271,18 @@ async def test_a_reply_address_the_bus_refuses_is_a_failure_of_the_message() -> 
         assert f.runtime.metrics.invocations.values[("echo", "dead_letter")] == 1
         [dead] = await f.dead_letters()
         assert dead.reason.startswith("Undeliverable: reply address 'x'")
+
+
+async def test_a_result_no_bus_can_carry_is_dead_lettered_at_once() -> None:
+    # Given a handler whose result msgpack has no form for (an integer beyond 64 bits)
+    @function("huge", max_attempts=5, backoff_s=0.01)
+    async def huge(payload: Any) -> int:
+        return 2**70
+
+    async with run(huge) as f:
+        # When a caller waits for it, Then the caller gets the error and nothing is retried
+        with pytest.raises(RemoteError, match="EncodeError"):
+            await f.call("x")
+        await f.settle()
+        [dead] = await f.dead_letters()
+    assert dead.attempt == 1 and dead.reason.startswith("EncodeError")
