@@ -39,7 +39,16 @@ async def serve(app: web.Application, settings: GatewaySettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.grace_s)
+    # keepalive_timeout also closes a connection whose request headers are not complete
+    # in that time (a slow or stalled client): one setting for both
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=settings.grace_s,
+        keepalive_timeout=settings.header_timeout_s,
+        # after an early answer (408, 413) the unread rest of a body is drained this long
+        lingering_time=min(settings.body_timeout_s, 10.0),
+    )
     await runner.setup()
     host, port = settings.addr.rsplit(":", 1)
     await web.TCPSite(runner, host or None, int(port)).start()

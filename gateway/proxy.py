@@ -275,9 +275,12 @@ class Gateway:
         limit = self.settings.max_body_bytes
         if request.content_length is None or request.content_length <= limit:
             try:
-                return await request.read(), None
+                async with asyncio.timeout(self.settings.body_timeout_s):
+                    return await request.read(), None
             except web.HTTPRequestEntityTooLarge:
                 pass
+            except TimeoutError:
+                return b"", _body_timeout(self.settings.body_timeout_s)
         return b"", error_response(
             413, "body_too_large", f"request body is over the {limit}-byte limit"
         )
@@ -466,6 +469,14 @@ def json_depth(value: Any, limit: int) -> int:
             children = item.values() if isinstance(item, dict) else item
             level.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def _body_timeout(timeout_s: float) -> web.Response:
+    response = error_response(
+        408, "body_timeout", f"the request body did not arrive within {timeout_s:g}s"
+    )
+    response.force_close()  # the rest of the body may still come: not a request of its own
+    return response
 
 
 def _body_of(response: web.Response) -> bytes:

@@ -32,6 +32,10 @@ class GatewaySettings:
     shutdown_delay_s: float = 0.0  # SIGTERM: not ready, wait this long, then drain
     grace_s: float = 30.0  # SIGTERM: how long in-flight requests may still take
     access_log: bool = False
+    # slow clients: a connection must finish its request headers (and an idle keep-alive
+    # connection send its next request) within header_timeout_s, a body within body_timeout_s
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -61,6 +65,8 @@ ENV_NAMES = {
     "shutdown_delay_s": "KF_GATEWAY_SHUTDOWN_DELAY_S",
     "grace_s": "KF_GATEWAY_GRACE_S",
     "access_log": "KF_GATEWAY_ACCESS_LOG",
+    "header_timeout_s": "KF_GATEWAY_HEADER_TIMEOUT_S",
+    "body_timeout_s": "KF_GATEWAY_BODY_TIMEOUT_S",
     "log_level": "KF_LOG_LEVEL",
     "log_format": "KF_LOG_FORMAT",
 }
@@ -107,6 +113,8 @@ _PARSERS: dict[str, envparse.Parser] = {
     "shutdown_delay_s": envparse.number(float, 0, "a number of seconds"),
     "grace_s": envparse.number(float, 0, "a number of seconds"),
     "access_log": envparse.boolean,
+    "header_timeout_s": envparse.number(float, 0.1, "a number of seconds"),
+    "body_timeout_s": envparse.number(float, 0.1, "a number of seconds"),
     "log_level": envparse.LOG_LEVEL,
     "log_format": envparse.LOG_FORMAT,
 }
