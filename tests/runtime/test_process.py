@@ -8,7 +8,6 @@ import collections
 import signal
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,14 +72,6 @@ async def wait_for(predicate: object, timeout_s: float = 15.0) -> None:
 @pytest.fixture
 def url(valkey_url: str) -> str:
     return f"{valkey_url}&{FAST}"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.kill()
 
 
 async def test_example_function_serves_on_valkey(

@@ -29,14 +29,6 @@ def cache_valkey() -> Iterator[ServerProcess]:
     server.close()
 
 
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.kill()
-
-
 def _url(server: ServerProcess) -> str:
     return f"valkey://127.0.0.1:{server.port}/0?prefix=kf&{FAST}"
 
