@@ -31,7 +31,7 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}(#ephemeral)?$")
 
 def valid_name(name: str) -> bool:
     """Topic and channel names: 1-64 of ``[A-Za-z0-9._-]`` (NSQ's rule, kept for every bus)."""
-    return bool(_NAME.match(name))
+    return bool(_NAME.fullmatch(name))
 
 
 def check_name(kind: str, name: str) -> str:

@@ -23,3 +23,13 @@ def test_read_count_is_a_positive_number() -> None:
     assert ValkeyTransport("valkey://h/0?read_count=64").read_count == 64
     with pytest.raises(ConfigError, match="option read_count must be at least 1, got '0'"):
         ValkeyTransport("valkey://h/0?read_count=0")
+
+
+@pytest.mark.parametrize("name", ["orders\n", "orders\r\n", "a b", "", "x" * 65, "t#ephemeral\n"])
+def test_topic_and_channel_names_are_matched_whole(name: str) -> None:
+    # Given a name with a trailing newline or another character no bus name may have
+    # Then it is refused ("$" alone would have let "orders\n" through)
+    from kubefuncs.transport import valid_name
+
+    assert not valid_name(name)
+    assert valid_name("orders") and valid_name("kf.r.abc#ephemeral")
