@@ -253,9 +253,7 @@ class Runtime:
         )
         with contextlib.suppress(Exception):
             if final:
-                self.metrics.handled("dead_letter")
-                self.metrics.dead_letters.inc()
-                await delivery.dead_letter(f"runtime error: {type(error).__name__}: {error}")
+                await self._dead_letter(delivery, f"runtime error: {type(error).__name__}: {error}")
             else:
                 await delivery.retry(backoff_delay_s(self.policy, delivery.attempt))
 
@@ -265,7 +263,7 @@ class Runtime:
             if delivery.malformed:
                 raise DecodeError(f"entry: {delivery.malformed}")
             env = wire.decode(delivery.body)
-        except (DecodeError, RecursionError) as e:
+        except DecodeError as e:
             log.warning(
                 "malformed message dead-lettered: %s", e, extra={"attempt": delivery.attempt}
             )
@@ -303,11 +301,9 @@ class Runtime:
             except Undeliverable as e:  # the bus is fine, the address is not: never retried
                 log.warning("reply undeliverable, dead-lettered: %s", e,
                             extra=self._extra(env, delivery))  # fmt: skip
-                m.handled("dead_letter")
-                m.dead_letters.inc()
                 # the reply may be what was refused (too big): a short error may still go
                 await self._reply_error(env, e)
-                await delivery.dead_letter(f"Undeliverable: {e}")
+                await self._dead_letter(delivery, f"Undeliverable: {e}")
                 return
         m.handled("ok")
 
@@ -366,9 +362,12 @@ class Runtime:
             m.handled("error_reply")
             await delivery.ack()
         else:
-            m.handled("dead_letter")
-            m.dead_letters.inc()
-            await delivery.dead_letter(decision.reason)
+            await self._dead_letter(delivery, decision.reason)
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self.metrics.handled("dead_letter")
+        self.metrics.dead_letters.inc()
+        await delivery.dead_letter(reason)
 
     async def _reply_error(self, env: wire.Envelope, error: Exception) -> None:
         try:
