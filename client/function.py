@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,37 @@ if TYPE_CHECKING:
 Handler = Callable[..., Any]
 
 
+@dataclass
+class Service:
+    """What a lifespan gets: the function's settings, a client on its bus (to publish or
+    call while starting), a logger, and ``state``, the mapping every handler sees as
+    ``ctx.state`` (a lifespan may fill it, or yield a mapping that is merged into it)."""
+
+    name: str
+    settings: Settings
+    client: Client
+    log: logging.Logger
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+# ``lifespan(service)``: an async context manager factory (``@contextlib.asynccontextmanager``)
+# or a bare async generator function; what it yields, if a mapping, joins ``service.state``
+Lifespan = Callable[[Service], AbstractAsyncContextManager[Any] | AsyncIterator[Any]]
+
+
+def lifespan_context(lifespan: Lifespan, service: Service) -> AbstractAsyncContextManager[Any]:
+    """``lifespan(service)`` as an async context manager, whichever form it was written in."""
+    if inspect.isasyncgenfunction(lifespan):
+        return contextlib.asynccontextmanager(lifespan)(service)
+    made = lifespan(service)
+    if not isinstance(made, AbstractAsyncContextManager):
+        raise TypeError(
+            f"lifespan {getattr(lifespan, '__name__', lifespan)!r} must be an async generator "
+            f"function or return an async context manager, got {type(made).__name__}"
+        )
+    return made
+
+
 @dataclass(frozen=True)
 class Function:
     """A handler with its per-function settings. Calling it calls the handler."""
@@ -26,6 +59,7 @@ class Function:
     handler: Handler
     settings: Settings
     non_retryable: tuple[type[BaseException], ...] = ()
+    lifespan: Lifespan | None = None
 
     @property
     def name(self) -> str:
@@ -41,7 +75,7 @@ class Function:
         return len(params) >= 2
 
     def with_settings(self, settings: Settings) -> Function:
-        return Function(self.handler, settings, self.non_retryable)
+        return Function(self.handler, settings, self.non_retryable, self.lifespan)
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -64,11 +98,15 @@ def function(
     backoff_s: float | None = None,
     backoff_max_s: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
+    lifespan: Lifespan | None = None,
 ) -> Callable[[Handler], Function]:
     """Declare a function: ``@function("ping")`` over ``def pong(payload, ctx)``.
 
     The handler may be sync or async and take ``(payload)`` or ``(payload, ctx)``. Options
-    are defaults; ``KF_*`` environment variables override them at start.
+    are defaults; ``KF_*`` environment variables override them at start. ``lifespan``
+    runs once around the life of the process: its startup before the first message (the
+    process is ready only after it succeeded), its shutdown after the drain; what it puts
+    in ``service.state`` handlers read as ``ctx.state``.
     """
 
     def wrap(handler: Handler) -> Function:
@@ -86,7 +124,7 @@ def function(
             channel=channel or "",
             **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
         )
-        return Function(handler, settings, non_retryable)
+        return Function(handler, settings, non_retryable, lifespan)
 
     return wrap
 
@@ -109,6 +147,7 @@ class Context:
     log: logging.LoggerAdapter[logging.Logger]
     client: Client
     extra: dict[str, Any] = field(default_factory=dict)
+    state: Mapping[str, Any] = field(default_factory=dict)  # what the lifespan set up
 
     @property
     def id(self) -> str:
