@@ -6,12 +6,13 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import wire
+from .middleware import Middleware, check
 from .retry import RetryPolicy
 from .settings import Settings
 
@@ -60,6 +61,7 @@ class Function:
     settings: Settings
     non_retryable: tuple[type[BaseException], ...] = ()
     lifespan: Lifespan | None = None
+    middleware: tuple[Middleware, ...] = ()
 
     @property
     def name(self) -> str:
@@ -75,7 +77,7 @@ class Function:
         return len(params) >= 2
 
     def with_settings(self, settings: Settings) -> Function:
-        return Function(self.handler, settings, self.non_retryable, self.lifespan)
+        return Function(self.handler, settings, self.non_retryable, self.lifespan, self.middleware)
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -99,6 +101,7 @@ def function(
     backoff_max_s: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
     lifespan: Lifespan | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> Callable[[Handler], Function]:
     """Declare a function: ``@function("ping")`` over ``def pong(payload, ctx)``.
 
@@ -106,8 +109,10 @@ def function(
     are defaults; ``KF_*`` environment variables override them at start. ``lifespan``
     runs once around the life of the process: its startup before the first message (the
     process is ready only after it succeeded), its shutdown after the drain; what it puts
-    in ``service.state`` handlers read as ``ctx.state``.
+    in ``service.state`` handlers read as ``ctx.state``. ``middleware`` wraps every
+    message's handling, the first outermost (see :mod:`kubefuncs.middleware`).
     """
+    wrappers = check(middleware)
 
     def wrap(handler: Handler) -> Function:
         fname = name or handler.__name__.replace("_", "-")
@@ -124,7 +129,7 @@ def function(
             channel=channel or "",
             **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
         )
-        return Function(handler, settings, non_retryable, lifespan)
+        return Function(handler, settings, non_retryable, lifespan, wrappers)
 
     return wrap
 

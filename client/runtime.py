@@ -27,6 +27,7 @@ from .errors import (
 )
 from .function import Context, Function, Service, error_reply, lifespan_context, reply_body
 from .metrics import RuntimeMetrics
+from .middleware import chain
 from .retry import Action, backoff_delay_s, decide
 from .transport import Delivery, Subscription, Transport, from_url
 from .transport._flow import backoff_s
@@ -111,6 +112,7 @@ class Runtime:
         self._handler = fn.handler
         self._is_async = fn.is_async
         self._wants_context = fn.wants_context
+        self._chain = chain(fn.middleware, self._call_handler) if fn.middleware else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = _Running(self.settings.timeout_s)
         self._stopping = asyncio.Event()
@@ -372,7 +374,7 @@ class Runtime:
 
     async def _invoke(self, env: wire.Envelope, delivery: Delivery) -> Any:
         args: tuple[Any, ...] = (env.payload,)
-        if self._wants_context:
+        if self._wants_context or self._chain is not None:
             ctx = Context(
                 env,
                 delivery.attempt,
@@ -386,6 +388,8 @@ class Runtime:
         cancelling = task.cancelling()
         self._running.start(task, delivery)
         try:
+            if self._chain is not None:
+                return await self._chain(env.payload, ctx)
             if self._is_async:
                 return await self._handler(*args)
             return await asyncio.to_thread(self._handler, *args)
@@ -397,6 +401,13 @@ class Runtime:
         finally:
             if self._running.finish(task):  # time ran out, but the handler ignored it
                 task.uncancel()
+
+    async def _call_handler(self, payload: Any, ctx: Context) -> Any:
+        """The end of a middleware chain: the handler, with or without ``ctx``."""
+        args = (payload, ctx) if self._wants_context else (payload,)
+        if self._is_async:
+            return await self._handler(*args)
+        return await asyncio.to_thread(self._handler, *args)
 
     async def _failed(self, delivery: Delivery, env: wire.Envelope, error: Exception) -> None:
         waits = bool(env.reply_to) and not env.expired()
