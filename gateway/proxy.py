@@ -25,10 +25,10 @@ from kubefuncs.transport import Transport
 from kubefuncs.transport._flow import backoff_s
 
 from . import cors
-from .auth import NONE, Authenticator, AuthFailed, Principal
+from .auth import NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
 from .calls import DONE, PENDING, CallResult, CallStore, callback_problem, post_callback
 from .metrics import GatewayMetrics
-from .ratelimit import Limiter
+from .ratelimit import Limiter, RateLimit
 from .responses import (
     CALL_ID,
     error_response,
@@ -75,13 +75,10 @@ class Gateway:
         self.table = table
         self.transport = transport
         self.replies = ReplyRouter(transport)
-        self.auth = Authenticator(
-            settings.api_keys,
-            settings.jwt_secret,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
+        self.auth = Authenticator.from_settings(settings)
         self.limiter = limiter
+        per_min = settings.auth_failures_per_min
+        self.failures = RateLimit(per_min / 60, settings.auth_failures_burst) if per_min else None
         self.store = store
         self.metrics = metrics
         self.address = ""  # reply inbox, opened by start()
@@ -152,7 +149,7 @@ class Gateway:
             return response
         principal = None
         if route.auth != NONE:
-            principal, refusal = self._admit(request, route.auth)
+            principal, refusal = await self._admit(request, route.auth, route.require_exp)
             if refusal is not None:
                 return refusal
         if route.rate_limit is not None:
@@ -234,15 +231,49 @@ class Gateway:
             return error_response(403, "cors_refused", "CORS preflight refused for this origin")
         return web.Response(status=204, headers=headers)
 
-    def _admit(
-        self, request: web.Request, policy: str
+    async def _admit(
+        self, request: web.Request, policy: str, require_exp: bool = True
     ) -> tuple[Principal | None, web.Response | None]:
+        """The request's principal, or the refusal: 401, 429 when its address failed too
+        often lately (checked first, so guesses stop while it waits), 503 when the keys to
+        check a token with cannot be fetched."""
+        refusal = await self._failed_too_often(request)
+        if refusal is not None:
+            return None, refusal
         try:
-            return self.auth.check(policy, request.headers, time.time()), None
+            return await self.auth.check(policy, request.headers, require_exp=require_exp), None
         except AuthFailed as e:
+            await self.count_failure(request)
             response = error_response(401, "unauthorized", e.reason)
             response.headers["WWW-Authenticate"] = e.challenge
             return None, response
+        except AuthUnavailable as e:
+            response = error_response(503, "auth_unavailable", e.reason)
+            response.headers["Retry-After"] = _retry_after(e.retry_after_s)
+            return None, response
+
+    async def _failed_too_often(self, request: web.Request) -> web.Response | None:
+        if self.failures is None:
+            return None
+        wait_s = await self.limiter.wait_s(self._failures_key(request), self.failures, cost=0)
+        if wait_s <= 0:
+            return None
+        response = error_response(
+            429,
+            "too_many_failures",
+            "too many failed authentication attempts from this client; retry later",
+        )
+        response.headers["Retry-After"] = _retry_after(wait_s)
+        return response
+
+    async def count_failure(self, request: web.Request) -> None:
+        """Charge a 401/403 to the client address's failure budget."""
+        if self.failures is not None:
+            await self.limiter.wait_s(self._failures_key(request), self.failures)
+
+    def _failures_key(self, request: web.Request) -> str:
+        # by address: a failed request has no principal, and a principal's name is no key
+        return f"auth-failures|{self._client(request, None)}"
 
     async def _limit(
         self, request: web.Request, route: Route, principal: Principal | None
@@ -258,7 +289,7 @@ class Gateway:
         if wait_s <= 0:
             return None
         response = error_response(429, "rate_limited", f"rate limit of {route.prefix} exceeded")
-        response.headers["Retry-After"] = str(max(1, round(wait_s + 0.499)))
+        response.headers["Retry-After"] = _retry_after(wait_s)
         return response
 
     def _client(self, request: web.Request, principal: Principal | None) -> str:
@@ -379,10 +410,12 @@ class Gateway:
         return response
 
     async def _publish(self, request: web.Request, topic: str) -> web.Response:
-        _, refusal = self._admit(request, self.table.publish.auth)
+        publish = self.table.publish
+        _, refusal = await self._admit(request, publish.auth, publish.require_exp)
         if refusal is not None:
             return refusal
-        if topic not in self.table.publish.topics:
+        if topic not in publish.topics:
+            await self.count_failure(request)
             return error_response(
                 403, "topic_not_allowed", f"topic {topic!r} is not open for publishing"
             )
@@ -469,6 +502,10 @@ def json_depth(value: Any, limit: int) -> int:
             children = item.values() if isinstance(item, dict) else item
             level.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def _retry_after(wait_s: float) -> str:
+    return str(max(1, round(wait_s + 0.499)))
 
 
 def _body_timeout(timeout_s: float) -> web.Response:
