@@ -29,12 +29,14 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-NOT_FORWARDED = HOP_BY_HOP | {"x-api-key"}
+# the caller's credentials stay at the gateway (whatever the route's auth: a function on an
+# open route is no place for a bearer token meant for another)
+NOT_FORWARDED = HOP_BY_HOP | {"x-api-key", "authorization"}
 
 
 def request_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The caller's headers as the function sees them: lower-case names, no hop-by-hop
-    headers and no API key (repeated headers are joined with a comma)."""
+    headers and no credentials (repeated headers are joined with a comma)."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         key = name.lower()

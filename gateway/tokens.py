@@ -175,6 +175,8 @@ def check_shape(token: str) -> None:
     past the encoded bytes: a signature with its last character changed must fail)."""
     if len(token) > MAX_TOKEN_BYTES:
         raise bearer_failure(f"token is longer than {MAX_TOKEN_BYTES} bytes")
+    if not token.isascii():  # (also what aiohttp made of bytes that are not UTF-8)
+        raise bearer_failure("malformed token: a JWT is base64url text, this is not ASCII")
     parts = token.split(".")
     if len(parts) != 3:
         raise bearer_failure("malformed token: expected header.payload.signature")

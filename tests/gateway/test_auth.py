@@ -133,9 +133,10 @@ async def test_the_encoding_is_strict_base64url() -> None:
         assert "not strict base64url" in await refused(HS, altered)
     # and so is padding, a non-alphabet character, standard base64's + and /
     assert "base64url" in await refused(HS, token + "=")
-    for bad in ("+", "/", "=", "*", "\u00e9"):
+    for bad in ("+", "/", "=", "*", "~"):
         assert "base64url" in await refused(HS, _altered(token, 2, bad))
     assert "base64url" in await refused(HS, _altered(token, 0, "="))
+    assert "not ASCII" in await refused(HS, _altered(token, 1, "\u00e9"))
     # while a changed byte is a bad signature
     changed = _altered(token, 2, alphabet[last ^ 4])
     assert "signature" in await refused(HS, changed)
@@ -249,8 +250,8 @@ async def test_policies_choose_the_credential() -> None:
         # aiohttp hands header bytes that are not UTF-8 over as lone surrogates
         ({"X-Api-Key": "key-\udcff\udcfe"}, "X-Api-Key is not valid UTF-8"),
         ({"X-Api-Key": "\ud800"}, "X-Api-Key is not valid UTF-8"),
-        ({"Authorization": "Bearer \udcff.\udcfe.\udc80"}, "not strict base64url"),
-        ({"Authorization": "Bearer e30.e30.\udcff"}, "not strict base64url"),
+        ({"Authorization": "Bearer \udcff.\udcfe.\udc80"}, "not ASCII"),
+        ({"Authorization": "Bearer e30.e30.\udcff"}, "not ASCII"),
         ({"Authorization": "Basic \udcff"}, "authentication required"),
     ],
 )

@@ -96,3 +96,39 @@ async def test_valkey_buckets_are_shared_by_every_replica(valkey_url: str) -> No
     finally:
         await a.close()
         await b.close()
+
+
+def test_a_look_takes_nothing() -> None:
+    assert take(2.0, 0.0, 0.0, rate=1.0, burst=2, cost=0) == (True, 2.0, 0.0)
+    allowed, tokens, wait = take(0.5, 0.0, 0.0, rate=1.0, burst=2, cost=0)
+    assert (allowed, tokens, wait) == (False, 0.5, 0.5)
+
+
+async def test_memory_looks_neither_take_nor_remember() -> None:
+    now = [0.0]
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    limit = RateLimit(1.0, 2)
+    # Given looks at a bucket nobody took from / Then they pass and store nothing
+    assert [await limiter.wait_s("k", limit, cost=0) for _ in range(5)] == [0.0] * 5
+    assert limiter._buckets == {}
+    # When the bucket is emptied / Then a look sees the wait, and does not deepen it
+    assert [await limiter.wait_s("k", limit) for _ in range(2)] == [0.0, 0.0]
+    assert await limiter.wait_s("k", limit, cost=0) == pytest.approx(1.0)
+    assert await limiter.wait_s("k", limit, cost=0) == pytest.approx(1.0)
+
+
+@pytest.mark.real
+async def test_valkey_looks_neither_take_nor_write(valkey_url: str) -> None:
+    bus = from_url(valkey_url)
+    await bus.connect()
+    try:
+        limiter = ValkeyLimiter(bus.call, bus.keys.prefix)  # type: ignore[attr-defined]
+        limit = RateLimit(1.0, 2)
+        key = f"{bus.keys.prefix}:gw:rl:peek"  # type: ignore[attr-defined]
+        assert await limiter.wait_s("peek", limit, cost=0) == 0
+        assert await bus.call("EXISTS", key) == 0  # type: ignore[attr-defined]
+        assert [await limiter.wait_s("peek", limit) for _ in range(2)] == [0, 0]
+        assert 0.9 <= await limiter.wait_s("peek", limit, cost=0) <= 1.0
+        assert 0.9 <= await limiter.wait_s("peek", limit, cost=0) <= 1.0
+    finally:
+        await bus.close()
