@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import RSAAlgorithm
 from kubefuncs.errors import ConfigError
 from kubefuncs.gateway.auth import Authenticator, AuthFailed, parse_auth, parse_policy, sign_hs256
 from kubefuncs.gateway.tokens import JwtVerifier, PinnedKey, load_public_key
@@ -301,3 +302,31 @@ def test_bad_route_auth_values_name_the_field(value: object, where: str, problem
     with pytest.raises(ConfigError) as raised:
         parse_auth(value, "auth")
     assert raised.value.variable == where and problem in raised.value.problem
+
+
+class OneKeySource:
+    """A KeySource holding one JWKS key (the real cache is tested in test_jwks.py)."""
+
+    def __init__(self, key: jwt.PyJWK) -> None:
+        self._key = key
+
+    async def key(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
+        ok = self._key.algorithm_name == alg and kid in (None, self._key.key_id)
+        return self._key if ok else None
+
+
+async def test_with_a_key_file_and_a_jwks_the_kid_chooses() -> None:
+    # Given a public key file (RSA key 1) and a JWKS holding RSA key 2 as kid "two"
+    two = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = jwt.PyJWK({**RSAAlgorithm.to_jwk(two.public_key(), as_dict=True), "kid": "two"})
+    verifier = JwtVerifier(
+        public_key=PinnedKey(RSA_KEY.public_key(), "RS256"), jwks=OneKeySource(jwk)
+    )
+    claims = {"exp": later()}
+    # Then a token without kid is the file's, one with a kid the JWKS's
+    assert await verifier.verify(jwt.encode(claims, RSA_KEY, "RS256"))
+    assert await verifier.verify(jwt.encode(claims, two, "RS256", headers={"kid": "two"}))
+    with_kid = jwt.encode(claims, RSA_KEY, "RS256", headers={"kid": "two"})
+    assert "signature" in await refused(verifier, with_kid)
+    unknown = jwt.encode(claims, RSA_KEY, "RS256", headers={"kid": "one"})
+    assert "no RS256 key with kid 'one'" in await refused(verifier, unknown)
