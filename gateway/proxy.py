@@ -28,13 +28,15 @@ from . import cors
 from .auth import NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
 from .calls import DONE, PENDING, CallResult, CallStore, callback_problem, post_callback
 from .metrics import GatewayMetrics
-from .ratelimit import Limiter, RateLimit
+from .ratelimit import FailureBudget, Limiter
 from .responses import (
     CALL_ID,
     error_response,
     from_reply,
     request_headers,
+    retry_after,
     retry_later,
+    throttled,
     timeout_response,
 )
 from .routes import Route, RouteTable
@@ -77,8 +79,9 @@ class Gateway:
         self.replies = ReplyRouter(transport)
         self.auth = Authenticator.from_settings(settings)
         self.limiter = limiter
-        per_min = settings.auth_failures_per_min
-        self.failures = RateLimit(per_min / 60, settings.auth_failures_burst) if per_min else None
+        self.failures = FailureBudget(
+            limiter, settings.auth_failures_per_min, settings.auth_failures_burst
+        )
         self.store = store
         self.metrics = metrics
         self.address = ""  # reply inbox, opened by start()
@@ -237,9 +240,10 @@ class Gateway:
         """The request's principal, or the refusal: 401, 429 when its address failed too
         often lately (checked first, so guesses stop while it waits), 503 when the keys to
         check a token with cannot be fetched."""
-        refusal = await self._failed_too_often(request)
-        if refusal is not None:
-            return None, refusal
+        wait_s = await self.failures.wait_s(self._client(request, None))
+        if wait_s > 0:
+            message = "too many failed authentication attempts from this client; retry later"
+            return None, throttled("too_many_failures", message, wait_s)
         try:
             return await self.auth.check(policy, request.headers, require_exp=require_exp), None
         except AuthFailed as e:
@@ -249,31 +253,13 @@ class Gateway:
             return None, response
         except AuthUnavailable as e:
             response = error_response(503, "auth_unavailable", e.reason)
-            response.headers["Retry-After"] = _retry_after(e.retry_after_s)
+            response.headers["Retry-After"] = retry_after(e.retry_after_s)
             return None, response
 
-    async def _failed_too_often(self, request: web.Request) -> web.Response | None:
-        if self.failures is None:
-            return None
-        wait_s = await self.limiter.wait_s(self._failures_key(request), self.failures, cost=0)
-        if wait_s <= 0:
-            return None
-        response = error_response(
-            429,
-            "too_many_failures",
-            "too many failed authentication attempts from this client; retry later",
-        )
-        response.headers["Retry-After"] = _retry_after(wait_s)
-        return response
-
     async def count_failure(self, request: web.Request) -> None:
-        """Charge a 401/403 to the client address's failure budget."""
-        if self.failures is not None:
-            await self.limiter.wait_s(self._failures_key(request), self.failures)
-
-    def _failures_key(self, request: web.Request) -> str:
-        # by address: a failed request has no principal, and a principal's name is no key
-        return f"auth-failures|{self._client(request, None)}"
+        """Charge a 401/403 to the failure budget of the client's address (a failed
+        request has no principal to key it by)."""
+        await self.failures.charge(self._client(request, None))
 
     async def _limit(
         self, request: web.Request, route: Route, principal: Principal | None
@@ -288,9 +274,7 @@ class Gateway:
         wait_s = await self.limiter.wait_s(key, limit)
         if wait_s <= 0:
             return None
-        response = error_response(429, "rate_limited", f"rate limit of {route.prefix} exceeded")
-        response.headers["Retry-After"] = _retry_after(wait_s)
-        return response
+        return throttled("rate_limited", f"rate limit of {route.prefix} exceeded", wait_s)
 
     def _client(self, request: web.Request, principal: Principal | None) -> str:
         if principal is not None:
@@ -502,10 +486,6 @@ def json_depth(value: Any, limit: int) -> int:
             children = item.values() if isinstance(item, dict) else item
             level.extend((child, depth + 1) for child in children)
     return deepest
-
-
-def _retry_after(wait_s: float) -> str:
-    return str(max(1, round(wait_s + 0.499)))
 
 
 def _body_timeout(timeout_s: float) -> web.Response:

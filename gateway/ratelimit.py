@@ -101,6 +101,29 @@ class MemoryLimiter:
                 del self._buckets[key]
 
 
+class FailureBudget:
+    """Failed authentications (and refused topics) per client address: looked at before
+    credentials are checked, charged after a refusal; ``per_min=0`` turns it off."""
+
+    def __init__(self, limiter: Limiter, per_min: float, burst: int) -> None:
+        self._limiter = limiter
+        self._limit = RateLimit(per_min / 60.0, burst) if per_min > 0 else None
+
+    async def wait_s(self, client: str) -> float:
+        """0 while ``client`` may still try, else seconds until it may again."""
+        if self._limit is None:
+            return 0.0
+        return await self._limiter.wait_s(_failures(client), self._limit, cost=0)
+
+    async def charge(self, client: str) -> None:
+        if self._limit is not None:
+            await self._limiter.wait_s(_failures(client), self._limit)
+
+
+def _failures(client: str) -> str:
+    return f"auth-failures|{client}"
+
+
 TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])

@@ -73,6 +73,17 @@ def retry_later(code: str, message: str, call_id: str | None = None) -> web.Resp
     return response
 
 
+def throttled(code: str, message: str, wait_s: float) -> web.Response:
+    """429 with ``Retry-After``: whole seconds until a token is back (at least 1)."""
+    response = error_response(429, code, message)
+    response.headers["Retry-After"] = retry_after(wait_s)
+    return response
+
+
+def retry_after(wait_s: float) -> str:
+    return str(max(1, round(wait_s + 0.499)))
+
+
 def error_status(info: wire.ErrorInfo) -> int:
     """A function's error reply -> HTTP status: its hint when it is a 4xx/5xx, else 502."""
     if info.status is not None and 400 <= info.status <= 599:
