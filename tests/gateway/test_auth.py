@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -14,6 +15,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jwt.algorithms import RSAAlgorithm
 from kubefuncs.errors import ConfigError
 from kubefuncs.gateway.auth import Authenticator, AuthFailed, parse_auth, parse_policy, sign_hs256
@@ -330,3 +333,39 @@ async def test_with_a_key_file_and_a_jwks_the_kid_chooses() -> None:
     assert "signature" in await refused(verifier, with_kid)
     unknown = jwt.encode(claims, RSA_KEY, "RS256", headers={"kid": "one"})
     assert "no RS256 key with kid 'one'" in await refused(verifier, unknown)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+HEADERS = st.fixed_dictionaries(
+    {"alg": st.sampled_from(["HS256", "none", "RS256", "hs256"]) | JSON},
+    optional={k: JSON for k in ("kid", "crit", "b64", "typ", "jku")},
+)
+CLAIMS = st.dictionaries(
+    st.sampled_from(["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]) | st.text(max_size=4),
+    JSON | st.floats(min_value=0, max_value=4e9),
+    max_size=7,
+)
+
+
+def test_any_signed_token_is_verified_or_refused_with_a_reason() -> None:
+    with asyncio.Runner() as runner:  # one loop for all the examples
+
+        @settings(max_examples=300, deadline=None)
+        @given(header=HEADERS | JSON, claims=CLAIMS | JSON, mangle=st.integers(0, 3))
+        def check(header: Any, claims: Any, mangle: int) -> None:
+            # Given a correctly signed token whatever its header and claims, maybe altered
+            token = forge(header, claims)
+            token = [token, token[:-1], token + "=", token.replace(".", "..", 1)][mangle]
+            # When it is verified / Then it yields claims or AuthFailed, never another error
+            try:
+                out = runner.run(HS.verify(token, require_exp=bool(mangle % 2)))
+            except AuthFailed as e:
+                assert e.reason
+            else:
+                assert isinstance(out, dict) and header.get("alg") == "HS256"
+
+        check()
