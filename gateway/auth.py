@@ -16,14 +16,13 @@ from kubefuncs.errors import ConfigError
 from .errors import API_KEY_CHALLENGE, BEARER_CHALLENGE, AuthFailed, AuthUnavailable
 from .jwks import JwksCache
 from .settings import GatewaySettings
-from .tokens import LEEWAY_S, JwtVerifier, load_public_key, sign_hs256
+from .tokens import JwtVerifier, load_public_key, sign_hs256
 
 NONE, API_KEY, JWT, ANY = "none", "api_key", "jwt", "any"
 POLICIES = (NONE, API_KEY, JWT, ANY)
 API_KEY_HEADER = "X-Api-Key"
 
 __all__ = [
-    "LEEWAY_S",
     "AuthFailed",
     "AuthUnavailable",
     "Authenticator",

@@ -19,8 +19,10 @@ from typing import Any
 
 import aiohttp
 import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import AuthUnavailable
+from .tokens import MIN_RSA_BITS
 
 log = logging.getLogger("kubefuncs.gateway.jwks")
 
@@ -157,4 +159,8 @@ def _signing_key(member: Any) -> jwt.PyJWK | None:
     except (jwt.PyJWTError, KeyError, TypeError, ValueError, AttributeError) as e:
         log.debug("skipping JWKS member %r: %s", member.get("kid"), e)
         return None
-    return key if key.algorithm_name in ACCEPTED else None
+    if key.algorithm_name not in ACCEPTED:
+        return None
+    if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < MIN_RSA_BITS:
+        return None  # PyJWT would refuse every token signed with it
+    return key

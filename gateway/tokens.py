@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubefuncs.errors import ConfigError
 
-from .errors import AuthFailed, bearer_failure
+from .errors import bearer_failure
 
 HS256, RS256, ES256 = "HS256", "RS256", "ES256"
 ASYMMETRIC = (RS256, ES256)
@@ -245,6 +245,3 @@ def load_public_key(path: str, var: str) -> PinnedKey:
         return PinnedKey(key, ES256)
     kind = getattr(getattr(key, "curve", None), "name", type(key).__name__)
     raise ConfigError(var, f"{path!r} holds a {kind} key; use an RSA or EC P-256 public key")
-
-
-__all__ = ["AuthFailed", "JwtVerifier", "load_public_key", "sign_hs256"]

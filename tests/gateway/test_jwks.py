@@ -233,6 +233,7 @@ def test_only_public_rs256_and_es256_signing_keys_are_taken() -> None:
         rsa_jwk(RSA_B, "enc", use="enc"),
         {"kty": "RSA", "kid": "broken", "n": "AQAB"},  # no e: PyJWK raises KeyError
         {**ec_jwk(EC_C, "p384"), "crv": "P-384"},
+        rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), "small"),
         "not a key",
         7,
     ]
