@@ -157,14 +157,19 @@ return wait_ms
 _SHA = hashlib.sha1(TOKEN_BUCKET.encode()).hexdigest()
 
 Command = Callable[..., Awaitable[Any]]
+WARN_EVERY_S = 10.0  # while the bus is away, "rate limit not checked" is logged this often
 
 
 class ValkeyLimiter:
     """Buckets shared by every gateway replica: one hash per bucket, updated by Lua."""
 
-    def __init__(self, call: Command, prefix: str) -> None:
+    def __init__(
+        self, call: Command, prefix: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._call = call
         self._prefix = f"{prefix}:gw:rl:"
+        self._clock = clock
+        self._warned_s = -math.inf
 
     async def wait_s(self, key: str, limit: RateLimit, cost: int = 1) -> float:
         args = (1, self._prefix + key, repr(limit.rate), limit.burst, cost)
@@ -176,6 +181,15 @@ class ValkeyLimiter:
                     raise  # (redis-py drops the NOSCRIPT prefix from the message)
                 wait_ms = await self._call("EVAL", TOKEN_BUCKET, *args)
         except Exception as e:  # the bus is away: let traffic through rather than fail it
-            log.warning("rate limit not checked (%s); request allowed", e)
+            self._bus_away(e)
             return 0.0
         return int(wait_ms) / 1000.0
+
+    def _bus_away(self, error: Exception) -> None:
+        # every authenticated request looks at a bucket: one warning per interval, not each
+        now = self._clock()
+        quiet = now - self._warned_s < WARN_EVERY_S
+        if not quiet:
+            self._warned_s = now
+        level = logging.DEBUG if quiet else logging.WARNING
+        log.log(level, "rate limit not checked (%s); request allowed", error)

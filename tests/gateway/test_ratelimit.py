@@ -132,3 +132,22 @@ async def test_valkey_looks_neither_take_nor_write(valkey_url: str) -> None:
         assert 0.9 <= await limiter.wait_s("peek", limit, cost=0) <= 1.0
     finally:
         await bus.close()
+
+
+async def test_an_unreachable_bus_lets_requests_through_with_one_warning_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a limiter whose bus refuses every command
+    async def down(*_: object) -> object:
+        raise ConnectionError("bus away")
+
+    now = [0.0]
+    limiter = ValkeyLimiter(down, "kf", clock=lambda: now[0])
+    # When 100 requests (and looks) are checked, then more after the interval
+    waits = [await limiter.wait_s("k", RateLimit(1.0, 1), cost=i % 2) for i in range(100)]
+    now[0] = 10.0
+    waits.append(await limiter.wait_s("k", RateLimit(1.0, 1)))
+    # Then all pass, and a warning was logged once per interval
+    assert waits == [0.0] * 101
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "rate limit not checked" in warnings[0].getMessage()
