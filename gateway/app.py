@@ -55,7 +55,7 @@ def create_app(
     )
     app[GATEWAY] = gateway
     app[OWNS_TRANSPORT] = owned
-    app.cleanup_ctx.extend([_bus_ctx, _calls_ctx, _maintain_ctx, _session_ctx])
+    app.cleanup_ctx.extend([_bus_ctx, _calls_ctx, _maintain_ctx, _session_ctx, _auth_ctx])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -67,16 +67,17 @@ def create_app(
 
 def check(settings: GatewaySettings, table: RouteTable) -> None:
     """Refuse a configuration some route could never be reached with."""
-    auth = Authenticator(settings.api_keys, settings.jwt_secret)
+    auth = Authenticator.from_settings(settings)  # a public key file that is no key: here
     wanted = [(r.prefix, r.auth) for r in table.routes]
     if table.publish.topics:
         wanted.append(("POST /topics", table.publish.auth))
     for where, policy in wanted:
         if not auth.can(policy):
-            raise ConfigError(
-                "KF_GATEWAY_API_KEYS" if policy == "api_key" else "KF_GATEWAY_JWT_SECRET",
-                f"is not set, but {where} requires {policy} authentication",
-            )
+            variable = "KF_GATEWAY_API_KEYS" if policy == "api_key" else _JWT_VARIABLES
+            raise ConfigError(variable, f"is not set, but {where} requires {policy} authentication")
+
+
+_JWT_VARIABLES = "KF_GATEWAY_JWT_SECRET (or KF_GATEWAY_JWT_PUBLIC_KEY_FILE, KF_GATEWAY_JWKS_URL)"
 
 
 def _limiter(bus: Transport) -> Limiter:
@@ -152,6 +153,14 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
         gateway.session = session
         yield
         gateway.session = None
+
+
+async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The JWKS client, when a JWKS URL is set (its first fetch runs in the background)."""
+    auth = app[GATEWAY].auth
+    await auth.start()
+    yield
+    await auth.close()
 
 
 def _safe(gateway: Gateway) -> str:

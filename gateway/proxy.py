@@ -25,16 +25,18 @@ from kubefuncs.transport import Transport
 from kubefuncs.transport._flow import backoff_s
 
 from . import cors
-from .auth import NONE, Authenticator, AuthFailed, Principal
+from .auth import NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
 from .calls import DONE, PENDING, CallResult, CallStore, callback_problem, post_callback
 from .metrics import GatewayMetrics
-from .ratelimit import Limiter
+from .ratelimit import FailureBudget, Limiter
 from .responses import (
     CALL_ID,
     error_response,
     from_reply,
     request_headers,
+    retry_after,
     retry_later,
+    throttled,
     timeout_response,
 )
 from .routes import Route, RouteTable
@@ -75,13 +77,11 @@ class Gateway:
         self.table = table
         self.transport = transport
         self.replies = ReplyRouter(transport)
-        self.auth = Authenticator(
-            settings.api_keys,
-            settings.jwt_secret,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
+        self.auth = Authenticator.from_settings(settings)
         self.limiter = limiter
+        self.failures = FailureBudget(
+            limiter, settings.auth_failures_per_min, settings.auth_failures_burst
+        )
         self.store = store
         self.metrics = metrics
         self.address = ""  # reply inbox, opened by start()
@@ -152,7 +152,7 @@ class Gateway:
             return response
         principal = None
         if route.auth != NONE:
-            principal, refusal = self._admit(request, route.auth)
+            principal, refusal = await self._admit(request, route.auth, route.require_exp)
             if refusal is not None:
                 return refusal
         if route.rate_limit is not None:
@@ -234,15 +234,32 @@ class Gateway:
             return error_response(403, "cors_refused", "CORS preflight refused for this origin")
         return web.Response(status=204, headers=headers)
 
-    def _admit(
-        self, request: web.Request, policy: str
+    async def _admit(
+        self, request: web.Request, policy: str, require_exp: bool = True
     ) -> tuple[Principal | None, web.Response | None]:
+        """The request's principal, or the refusal: 401, 429 when its address failed too
+        often lately (checked first, so guesses stop while it waits), 503 when the keys to
+        check a token with cannot be fetched."""
+        wait_s = await self.failures.wait_s(self._client(request, None))
+        if wait_s > 0:
+            message = "too many failed authentication attempts from this client; retry later"
+            return None, throttled("too_many_failures", message, wait_s)
         try:
-            return self.auth.check(policy, request.headers, time.time()), None
+            return await self.auth.check(policy, request.headers, require_exp=require_exp), None
         except AuthFailed as e:
+            await self.count_failure(request)
             response = error_response(401, "unauthorized", e.reason)
             response.headers["WWW-Authenticate"] = e.challenge
             return None, response
+        except AuthUnavailable as e:
+            response = error_response(503, "auth_unavailable", e.reason)
+            response.headers["Retry-After"] = retry_after(e.retry_after_s)
+            return None, response
+
+    async def count_failure(self, request: web.Request) -> None:
+        """Charge a 401/403 to the failure budget of the client's address (a failed
+        request has no principal to key it by)."""
+        await self.failures.charge(self._client(request, None))
 
     async def _limit(
         self, request: web.Request, route: Route, principal: Principal | None
@@ -257,9 +274,7 @@ class Gateway:
         wait_s = await self.limiter.wait_s(key, limit)
         if wait_s <= 0:
             return None
-        response = error_response(429, "rate_limited", f"rate limit of {route.prefix} exceeded")
-        response.headers["Retry-After"] = str(max(1, round(wait_s + 0.499)))
-        return response
+        return throttled("rate_limited", f"rate limit of {route.prefix} exceeded", wait_s)
 
     def _client(self, request: web.Request, principal: Principal | None) -> str:
         if principal is not None:
@@ -379,10 +394,12 @@ class Gateway:
         return response
 
     async def _publish(self, request: web.Request, topic: str) -> web.Response:
-        _, refusal = self._admit(request, self.table.publish.auth)
+        publish = self.table.publish
+        _, refusal = await self._admit(request, publish.auth, publish.require_exp)
         if refusal is not None:
             return refusal
-        if topic not in self.table.publish.topics:
+        if topic not in publish.topics:
+            await self.count_failure(request)
             return error_response(
                 403, "topic_not_allowed", f"topic {topic!r} is not open for publishing"
             )

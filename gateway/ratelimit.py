@@ -55,63 +55,100 @@ def _positive(value: Any) -> bool:
 
 
 def take(
-    tokens: float, updated_s: float, now_s: float, rate: float, burst: int
+    tokens: float, updated_s: float, now_s: float, rate: float, burst: int, cost: int = 1
 ) -> tuple[bool, float, float]:
-    """One request against a bucket: (allowed, tokens left, seconds until one is free)."""
+    """One request against a bucket: (allowed, tokens left, seconds until one is free).
+    ``cost=0`` only looks: is there a token, without taking it."""
     tokens = min(float(burst), tokens + max(0.0, now_s - updated_s) * rate)
     if tokens >= 1.0:
-        return True, tokens - 1.0, 0.0
+        return True, tokens - cost, 0.0
     return False, tokens, (1.0 - tokens) / rate
 
 
 class Limiter(Protocol):
-    async def wait_s(self, key: str, limit: RateLimit) -> float:
-        """0 when the request may pass, else seconds until the bucket has a token."""
+    async def wait_s(self, key: str, limit: RateLimit, cost: int = 1) -> float:
+        """0 when the request may pass (taking ``cost`` tokens), else seconds until the
+        bucket has a token. ``cost=0`` looks without taking."""
 
 
 class MemoryLimiter:
     """Buckets in this process (memory bus, or when the bus has no shared store)."""
 
     def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic):
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # tokens, updated, full_s
         self._max_keys = max_keys
         self._clock = clock
 
-    async def wait_s(self, key: str, limit: RateLimit) -> float:
+    async def wait_s(self, key: str, limit: RateLimit, cost: int = 1) -> float:
         now = self._clock()
-        tokens, updated = self._buckets.get(key, (float(limit.burst), now))
-        _, tokens, wait = take(tokens, updated, now, limit.rate, limit.burst)
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self._max_keys:
-            self._forget_idle(now, limit)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if cost == 0:
+                return 0.0  # a full bucket: nothing to remember
+            bucket = (float(limit.burst), now, 0.0)
+        tokens, updated, _ = bucket
+        _, tokens, wait = take(tokens, updated, now, limit.rate, limit.burst, cost)
+        if cost:
+            self._buckets[key] = (tokens, now, now + (limit.burst - tokens) / limit.rate)
+            if len(self._buckets) > self._max_keys:
+                self._forget_full(now)
         return wait
 
-    def _forget_idle(self, now: float, limit: RateLimit) -> None:
-        # a bucket idle long enough to be full again is the same as no bucket
-        refill_s = limit.burst / limit.rate
-        for key, (_, updated) in list(self._buckets.items()):
-            if now - updated > refill_s:
+    def _forget_full(self, now: float) -> None:
+        # a bucket that has refilled is the same as no bucket
+        for key, (_, _, full_s) in list(self._buckets.items()):
+            if now >= full_s:
                 del self._buckets[key]
+
+
+class FailureBudget:
+    """Failed authentications (and refused topics) per client address: looked at before
+    credentials are checked, charged after a refusal; ``per_min=0`` turns it off."""
+
+    def __init__(self, limiter: Limiter, per_min: float, burst: int) -> None:
+        self._limiter = limiter
+        self._limit = RateLimit(per_min / 60.0, burst) if per_min > 0 else None
+
+    async def wait_s(self, client: str) -> float:
+        """0 while ``client`` may still try, else seconds until it may again."""
+        if self._limit is None:
+            return 0.0
+        return await self._limiter.wait_s(_failures(client), self._limit, cost=0)
+
+    async def charge(self, client: str) -> None:
+        if self._limit is not None:
+            await self._limiter.wait_s(_failures(client), self._limit)
+
+
+def _failures(client: str) -> str:
+    return f"auth-failures|{client}"
 
 
 TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 't', 'u')
 local tokens = tonumber(state[1])
 local updated = tonumber(state[2])
 if tokens == nil or updated == nil then
+  if cost == 0 then
+    return 0
+  end
   tokens = burst
   updated = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - updated) * rate / 1000)
 local wait_ms = 0
 if tokens >= 1 then
-  tokens = tokens - 1
+  tokens = tokens - cost
 else
   wait_ms = math.ceil((1 - tokens) * 1000 / rate)
+end
+if cost == 0 then
+  return wait_ms
 end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'u', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
@@ -120,17 +157,22 @@ return wait_ms
 _SHA = hashlib.sha1(TOKEN_BUCKET.encode()).hexdigest()
 
 Command = Callable[..., Awaitable[Any]]
+WARN_EVERY_S = 10.0  # while the bus is away, "rate limit not checked" is logged this often
 
 
 class ValkeyLimiter:
     """Buckets shared by every gateway replica: one hash per bucket, updated by Lua."""
 
-    def __init__(self, call: Command, prefix: str) -> None:
+    def __init__(
+        self, call: Command, prefix: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._call = call
         self._prefix = f"{prefix}:gw:rl:"
+        self._clock = clock
+        self._warned_s = -math.inf
 
-    async def wait_s(self, key: str, limit: RateLimit) -> float:
-        args = (1, self._prefix + key, repr(limit.rate), limit.burst)
+    async def wait_s(self, key: str, limit: RateLimit, cost: int = 1) -> float:
+        args = (1, self._prefix + key, repr(limit.rate), limit.burst, cost)
         try:
             try:
                 wait_ms = await self._call("EVALSHA", _SHA, *args)
@@ -139,6 +181,15 @@ class ValkeyLimiter:
                     raise  # (redis-py drops the NOSCRIPT prefix from the message)
                 wait_ms = await self._call("EVAL", TOKEN_BUCKET, *args)
         except Exception as e:  # the bus is away: let traffic through rather than fail it
-            log.warning("rate limit not checked (%s); request allowed", e)
+            self._bus_away(e)
             return 0.0
         return int(wait_ms) / 1000.0
+
+    def _bus_away(self, error: Exception) -> None:
+        # every authenticated request looks at a bucket: one warning per interval, not each
+        now = self._clock()
+        quiet = now - self._warned_s < WARN_EVERY_S
+        if not quiet:
+            self._warned_s = now
+        level = logging.DEBUG if quiet else logging.WARNING
+        log.log(level, "rate limit not checked (%s); request allowed", error)

@@ -29,12 +29,14 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-NOT_FORWARDED = HOP_BY_HOP | {"x-api-key"}
+# the caller's credentials stay at the gateway (whatever the route's auth: a function on an
+# open route is no place for a bearer token meant for another)
+NOT_FORWARDED = HOP_BY_HOP | {"x-api-key", "authorization"}
 
 
 def request_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The caller's headers as the function sees them: lower-case names, no hop-by-hop
-    headers and no API key (repeated headers are joined with a comma)."""
+    headers and no credentials (repeated headers are joined with a comma)."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         key = name.lower()
@@ -69,6 +71,17 @@ def retry_later(code: str, message: str, call_id: str | None = None) -> web.Resp
     response = error_response(503, code, message, call_id)
     response.headers["Retry-After"] = "1"
     return response
+
+
+def throttled(code: str, message: str, wait_s: float) -> web.Response:
+    """429 with ``Retry-After``: whole seconds until a token is back (at least 1)."""
+    response = error_response(429, code, message)
+    response.headers["Retry-After"] = retry_after(wait_s)
+    return response
+
+
+def retry_after(wait_s: float) -> str:
+    return str(max(1, round(wait_s + 0.499)))
 
 
 def error_status(info: wire.ErrorInfo) -> int:

@@ -10,6 +10,7 @@ or with per-route options and the topics ``POST /topics/{topic}`` may publish to
       /test/: test
       /orders/: {topic: orders, methods: [POST], timeout_s: 5, async: true,
                  auth: api_key, cors: true, rate_limit: {rate: 10, burst: 20}}
+      /feed/: {topic: feed, auth: {type: jwt, require_exp: false}}
     publish: {topics: [orders], auth: api_key}
 
 :func:`from_dicts` takes the route dicts of ``kubefuncs.functl.spec.Spec.routes()``.
@@ -26,7 +27,7 @@ import yaml
 from kubefuncs.errors import ConfigError
 from kubefuncs.transport import valid_name
 
-from .auth import ANY, parse_policy
+from .auth import ANY, parse_auth
 from .cors import CorsPolicy, parse_cors
 from .ratelimit import RateLimit, parse_rate_limit
 
@@ -45,6 +46,7 @@ class Route:
     auth: str = "none"
     cors: CorsPolicy | None = None
     rate_limit: RateLimit | None = None
+    require_exp: bool = True  # a JWT must carry exp (auth: {type: jwt, require_exp: false})
 
     @property
     def base(self) -> str:
@@ -67,6 +69,7 @@ class Publish:
 
     topics: frozenset[str] = frozenset()
     auth: str = ANY
+    require_exp: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +139,17 @@ def parse_route(prefix: Any, value: Any, where: str, default_timeout_s: float) -
     unknown = set(value) - ROUTE_KEYS
     if unknown:
         raise ConfigError(where, f"has unknown keys {sorted(unknown)}")
+    auth = parse_auth(value.get("auth"), f"{where}.auth")
     return Route(
         prefix=_prefix(prefix, where),
         topic=_topic(value.get("topic"), f"{where}.topic"),
         methods=_methods(value.get("methods"), f"{where}.methods"),
         timeout_s=_timeout(value.get("timeout_s"), f"{where}.timeout_s", default_timeout_s),
         async_=_flag(value.get("async", False), f"{where}.async"),
-        auth=parse_policy(value.get("auth"), f"{where}.auth"),
+        auth=auth.policy,
         cors=parse_cors(value.get("cors"), f"{where}.cors"),
         rate_limit=parse_rate_limit(value.get("rate_limit"), f"{where}.rate_limit"),
+        require_exp=auth.require_exp,
     )
 
 
@@ -173,9 +178,9 @@ def parse_publish(value: Any, where: str) -> Publish:
     topics = value.get("topics") or []
     if not isinstance(topics, list):
         raise ConfigError(f"{where}.topics", "must be a list of topic names")
+    auth = parse_auth(value.get("auth", ANY), f"{where}.auth")
     return Publish(
-        frozenset(_topic(t, f"{where}.topics") for t in topics),
-        parse_policy(value.get("auth", ANY), f"{where}.auth"),
+        frozenset(_topic(t, f"{where}.topics") for t in topics), auth.policy, auth.require_exp
     )
 
 

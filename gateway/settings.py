@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from kubefuncs import envparse
 from kubefuncs.errors import ConfigError
+
+from .tokens import MIN_SECRET_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +27,17 @@ class GatewaySettings:
     result_ttl_s: float = 3600.0  # how long async results can be fetched
     callback_timeout_s: float = 10.0
     api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> principal name
-    jwt_secret: str | None = None
+    jwt_secret: str | None = None  # HS256
+    jwt_public_key_file: str | None = None  # PEM: RSA -> RS256, EC P-256 -> ES256
+    jwks_url: str | None = None  # an OIDC provider's signing keys
+    jwks_ttl_s: float = 300.0
+    jwks_min_refetch_s: float = 30.0  # an unknown kid refetches at most this often
+    jwks_timeout_s: float = 5.0
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # failed authentication (401) and refused topics (403) per client address
+    auth_failures_per_min: float = 30.0  # 0: not throttled
+    auth_failures_burst: int = 10
     trust_forwarded: bool = False  # rate-limit clients by X-Forwarded-For
     maintain_interval_s: float = 1.0  # bus housekeeping (delayed retries); 0 = off
     shutdown_delay_s: float = 0.0  # SIGTERM: not ready, wait this long, then drain
@@ -58,8 +69,15 @@ ENV_NAMES = {
     "callback_timeout_s": "KF_GATEWAY_CALLBACK_TIMEOUT_S",
     "api_keys": "KF_GATEWAY_API_KEYS",
     "jwt_secret": "KF_GATEWAY_JWT_SECRET",
+    "jwt_public_key_file": "KF_GATEWAY_JWT_PUBLIC_KEY_FILE",
+    "jwks_url": "KF_GATEWAY_JWKS_URL",
+    "jwks_ttl_s": "KF_GATEWAY_JWKS_TTL_S",
+    "jwks_min_refetch_s": "KF_GATEWAY_JWKS_MIN_REFETCH_S",
+    "jwks_timeout_s": "KF_GATEWAY_JWKS_TIMEOUT_S",
     "jwt_issuer": "KF_GATEWAY_JWT_ISSUER",
     "jwt_audience": "KF_GATEWAY_JWT_AUDIENCE",
+    "auth_failures_per_min": "KF_GATEWAY_AUTH_FAILURES_PER_MIN",
+    "auth_failures_burst": "KF_GATEWAY_AUTH_FAILURES_BURST",
     "trust_forwarded": "KF_GATEWAY_TRUST_FORWARDED",
     "maintain_interval_s": "KF_GATEWAY_MAINTAIN_INTERVAL_S",
     "shutdown_delay_s": "KF_GATEWAY_SHUTDOWN_DELAY_S",
@@ -91,9 +109,23 @@ def parse_api_keys(var: str, raw: str) -> dict[str, str]:
 
 def _secret(var: str, raw: str) -> str | None:
     value = raw.strip()
-    if value and len(value) < 16:
-        raise ConfigError(var, "must be at least 16 characters (an HS256 shared secret)")
+    if value and len(value.encode("utf-8", "surrogateescape")) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            var,
+            f"must be at least {MIN_SECRET_BYTES} bytes (an HS256 key as long as its hash, "
+            "RFC 7518 3.2); generate one with: openssl rand -base64 48",
+        )
     return value or None
+
+
+def _url(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(var, f"must be an http(s) URL such as https://idp/jwks.json, got {raw!r}")
+    return value
 
 
 _PARSERS: dict[str, envparse.Parser] = {
@@ -106,6 +138,13 @@ _PARSERS: dict[str, envparse.Parser] = {
     "callback_timeout_s": envparse.number(float, 0.001, "a number of seconds"),
     "api_keys": parse_api_keys,
     "jwt_secret": _secret,
+    "jwt_public_key_file": envparse.optional,
+    "jwks_url": _url,
+    "jwks_ttl_s": envparse.number(float, 1, "a number of seconds"),
+    "jwks_min_refetch_s": envparse.number(float, 0, "a number of seconds"),
+    "jwks_timeout_s": envparse.number(float, 0.1, "a number of seconds"),
+    "auth_failures_per_min": envparse.number(float, 0, "a number of failures per minute"),
+    "auth_failures_burst": envparse.number(int, 1, "an integer"),
     "jwt_issuer": envparse.optional,
     "jwt_audience": envparse.optional,
     "trust_forwarded": envparse.boolean,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -37,7 +38,7 @@ routes:
 publish: {topics: [events], auth: api_key}
 """
 KEY = "test-key-0123"
-SECRET = "jwt-secret-0123456789"
+SECRET = "jwt-secret-0123456789-0123456789-abc"
 SETTINGS = GatewaySettings(
     bus_url="memory://", api_keys={KEY: "tests"}, jwt_secret=SECRET, max_body_bytes=1000
 )
@@ -240,7 +241,7 @@ async def test_routes_check_api_keys_and_jwts() -> None:
         r = await client.get("/secure/", headers={"X-Api-Key": "wrong-key-1"})
         assert r.status == 401
         assert (await client.get("/secure/", headers={"X-Api-Key": KEY})).status == 200
-        token = sign_hs256({"sub": "ada"}, SECRET.encode())
+        token = sign_hs256({"sub": "ada", "exp": time.time() + 60}, SECRET.encode())
         r = await client.get("/token/", headers={"Authorization": f"Bearer {token}"})
         assert r.status == 200
         r = await client.get("/token/", headers={"Authorization": "Bearer a.b.c"})

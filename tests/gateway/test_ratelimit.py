@@ -96,3 +96,58 @@ async def test_valkey_buckets_are_shared_by_every_replica(valkey_url: str) -> No
     finally:
         await a.close()
         await b.close()
+
+
+def test_a_look_takes_nothing() -> None:
+    assert take(2.0, 0.0, 0.0, rate=1.0, burst=2, cost=0) == (True, 2.0, 0.0)
+    allowed, tokens, wait = take(0.5, 0.0, 0.0, rate=1.0, burst=2, cost=0)
+    assert (allowed, tokens, wait) == (False, 0.5, 0.5)
+
+
+async def test_memory_looks_neither_take_nor_remember() -> None:
+    now = [0.0]
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    limit = RateLimit(1.0, 2)
+    # Given looks at a bucket nobody took from / Then they pass and store nothing
+    assert [await limiter.wait_s("k", limit, cost=0) for _ in range(5)] == [0.0] * 5
+    assert limiter._buckets == {}
+    # When the bucket is emptied / Then a look sees the wait, and does not deepen it
+    assert [await limiter.wait_s("k", limit) for _ in range(2)] == [0.0, 0.0]
+    assert await limiter.wait_s("k", limit, cost=0) == pytest.approx(1.0)
+    assert await limiter.wait_s("k", limit, cost=0) == pytest.approx(1.0)
+
+
+@pytest.mark.real
+async def test_valkey_looks_neither_take_nor_write(valkey_url: str) -> None:
+    bus = from_url(valkey_url)
+    await bus.connect()
+    try:
+        limiter = ValkeyLimiter(bus.call, bus.keys.prefix)  # type: ignore[attr-defined]
+        limit = RateLimit(1.0, 2)
+        key = f"{bus.keys.prefix}:gw:rl:peek"  # type: ignore[attr-defined]
+        assert await limiter.wait_s("peek", limit, cost=0) == 0
+        assert await bus.call("EXISTS", key) == 0  # type: ignore[attr-defined]
+        assert [await limiter.wait_s("peek", limit) for _ in range(2)] == [0, 0]
+        assert 0.9 <= await limiter.wait_s("peek", limit, cost=0) <= 1.0
+        assert 0.9 <= await limiter.wait_s("peek", limit, cost=0) <= 1.0
+    finally:
+        await bus.close()
+
+
+async def test_an_unreachable_bus_lets_requests_through_with_one_warning_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a limiter whose bus refuses every command
+    async def down(*_: object) -> object:
+        raise ConnectionError("bus away")
+
+    now = [0.0]
+    limiter = ValkeyLimiter(down, "kf", clock=lambda: now[0])
+    # When 100 requests (and looks) are checked, then more after the interval
+    waits = [await limiter.wait_s("k", RateLimit(1.0, 1), cost=i % 2) for i in range(100)]
+    now[0] = 10.0
+    waits.append(await limiter.wait_s("k", RateLimit(1.0, 1)))
+    # Then all pass, and a warning was logged once per interval
+    assert waits == [0.0] * 101
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "rate limit not checked" in warnings[0].getMessage()
