@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from kubefuncs import envparse
 from kubefuncs.errors import ConfigError
 
+from .callbacks import CallbackPolicy, HostPattern, parse_hosts
+
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
@@ -23,6 +25,10 @@ class GatewaySettings:
     max_in_flight: int = 1000
     result_ttl_s: float = 3600.0  # how long async results can be fetched
     callback_timeout_s: float = 10.0
+    # where callbacks may go (none: X-Callback-Url is refused), and whether to private
+    # addresses (loopback, RFC 1918, link-local...), for in-cluster receivers
+    callback_hosts: tuple[HostPattern, ...] = ()
+    callback_allow_private: bool = False
     api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> principal name
     jwt_secret: str | None = None
     jwt_issuer: str | None = None
@@ -38,6 +44,10 @@ class GatewaySettings:
     body_timeout_s: float = 30.0
     log_level: str = "INFO"
     log_format: str = "json"
+
+    @property
+    def callbacks(self) -> CallbackPolicy:
+        return CallbackPolicy(self.callback_hosts, self.callback_allow_private)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -56,6 +66,8 @@ ENV_NAMES = {
     "max_in_flight": "KF_GATEWAY_MAX_IN_FLIGHT",
     "result_ttl_s": "KF_GATEWAY_RESULT_TTL_S",
     "callback_timeout_s": "KF_GATEWAY_CALLBACK_TIMEOUT_S",
+    "callback_hosts": "KF_GATEWAY_CALLBACK_HOSTS",
+    "callback_allow_private": "KF_GATEWAY_CALLBACK_ALLOW_PRIVATE",
     "api_keys": "KF_GATEWAY_API_KEYS",
     "jwt_secret": "KF_GATEWAY_JWT_SECRET",
     "jwt_issuer": "KF_GATEWAY_JWT_ISSUER",
@@ -104,6 +116,8 @@ _PARSERS: dict[str, envparse.Parser] = {
     "max_in_flight": envparse.number(int, 1, "an integer"),
     "result_ttl_s": envparse.number(float, 1, "a number of seconds"),
     "callback_timeout_s": envparse.number(float, 0.001, "a number of seconds"),
+    "callback_hosts": parse_hosts,
+    "callback_allow_private": envparse.boolean,
     "api_keys": parse_api_keys,
     "jwt_secret": _secret,
     "jwt_issuer": envparse.optional,
