@@ -31,6 +31,7 @@ from .calls import CallResult
 
 log = logging.getLogger(__name__)
 
+CALLBACK_HEADER = "X-Callback-Url"
 HOSTS_VAR = "KF_GATEWAY_CALLBACK_HOSTS"
 PRIVATE_VAR = "KF_GATEWAY_CALLBACK_ALLOW_PRIVATE"
 CALLBACK_ATTEMPTS = 3
@@ -126,6 +127,16 @@ class BadCallback(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def callback_url(values: list[str], policy: CallbackPolicy) -> URL | None:
+    """The callback URL of a request whose X-Callback-Url headers are ``values``, None
+    without one; BadCallback when ``policy`` refuses it (or there are several)."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadCallback(f"send one {CALLBACK_HEADER} header, got {len(values)}")
+    return parse_callback(values[0], policy)
 
 
 def parse_callback(raw: str, policy: CallbackPolicy) -> URL:

@@ -27,7 +27,7 @@ from yarl import URL
 
 from . import cors
 from .auth import ANY, NONE, Authenticator, AuthFailed, Principal
-from .callbacks import BadCallback, parse_callback, post_callback
+from .callbacks import CALLBACK_HEADER, BadCallback, callback_url, post_callback
 from .calls import DONE, PENDING, CallResult, CallStore, owner_of
 from .metrics import GatewayMetrics
 from .ratelimit import Limiter
@@ -46,7 +46,6 @@ from .trace import child_traceparent, trace_id
 log = logging.getLogger("kubefuncs.gateway")
 access_log = logging.getLogger("kubefuncs.gateway.access")
 
-CALLBACK_HEADER = "X-Callback-Url"
 MAX_JSON_DEPTH = 100  # of a published JSON body; consumers refuse deeper payloads
 UNMATCHED = "unmatched"  # the metrics label of a topic nobody configured
 _CALL_ID = re.compile(r"[0-9a-f]{32}")
@@ -295,7 +294,8 @@ class Gateway:
         self, request: web.Request, route: Route, call: Outgoing, owner: str | None
     ) -> web.Response:
         try:
-            callback = _callback_url(request, self.settings)
+            values = request.headers.getall(CALLBACK_HEADER, [])
+            callback = callback_url(values, self.settings.callbacks)
         except BadCallback as e:
             return error_response(400, "bad_callback", e.reason)
         call_id = call.id
@@ -487,16 +487,6 @@ def json_depth(value: Any, limit: int) -> int:
             children = item.values() if isinstance(item, dict) else item
             level.extend((child, depth + 1) for child in children)
     return deepest
-
-
-def _callback_url(request: web.Request, settings: GatewaySettings) -> URL | None:
-    """The request's callback URL if it has one the settings allow; else BadCallback."""
-    values = request.headers.getall(CALLBACK_HEADER, [])
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadCallback(f"send one {CALLBACK_HEADER} header, got {len(values)}")
-    return parse_callback(values[0], settings.callbacks)
 
 
 def _body_timeout(timeout_s: float) -> web.Response:
