@@ -77,7 +77,7 @@ def unpack_map(raw: bytes) -> dict[Any, Any]:
     try:
         d = msgpack.unpackb(raw, raw=False)
     except (ValueError, TypeError) as e:  # msgpack's errors are ValueErrors, keys TypeErrors
-        raise ValueError(f"not msgpack: {e}") from e
+        raise ValueError(f"not msgpack: {str(e) or type(e).__name__}") from e
     if not isinstance(d, dict):
         raise ValueError(f"expected a map, got {type(d).__name__}")
     return d
