@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from .auth import Principal
+from .responses import valid_header
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,10 @@ class CallResult:
         if not isinstance(status, int) or isinstance(status, bool):
             raise ValueError("c must be an integer")
         if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+            isinstance(k, str) and isinstance(v, str) and valid_header(k, v)
+            for k, v in headers.items()
         ):
-            raise ValueError("h must be a map of strings to strings")
+            raise ValueError("h must be a map of header names to header values")
         if owner is not None and not (isinstance(owner, str) and owner):
             raise ValueError("o must be a non-empty string when present")
         return cls(state, status, headers, body, owner)
