@@ -14,6 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kubefuncs.errors import ConfigError
 from kubefuncs.gateway import GatewaySettings
 from kubefuncs.gateway.callbacks import (
@@ -233,8 +235,8 @@ async def _wait_for_callbacks(client: TestClient, outcome: str) -> None:  # type
 
 
 async def test_a_callback_to_an_unlisted_host_is_a_400_naming_the_variable() -> None:
-    for settings in (SETTINGS, _allowing("hooks.example.com", allow_private=False)):
-        async with gateway(settings) as client:
+    for config in (SETTINGS, _allowing("hooks.example.com", allow_private=False)):
+        async with gateway(config) as client:
             r = await client.post("/jobs/", headers={"X-Callback-Url": "http://evil.org/x"})
             assert r.status == 400
             body = await r.json()
@@ -328,3 +330,48 @@ async def test_two_callback_headers_are_a_400() -> None:
         )
         head = (await raw(client, request)).partition(b"\r\n\r\n")[0]
         assert head.startswith(b"HTTP/1.1 400"), head
+
+
+# -- fuzzing -----------------------------------------------------------------------------------
+
+FUZZ = settings(max_examples=300, deadline=None, database=None)
+URL_PARTS = st.sampled_from(
+    [
+        "http://",
+        "https://",
+        "a.example.com",
+        "example.com",
+        ".",
+        "@",
+        ":",
+        "80",
+        "[::1]",
+        "127.0.0.1",
+        "/",
+        "?",
+        "#",
+        "%0d%0a",
+        "\\",
+        "\r\n",
+        " ",
+        "é",
+        "evil.org",
+        "*",
+        "%2e",
+    ]
+)
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=80), st.lists(URL_PARTS, max_size=10).map("".join)))
+def test_any_callback_header_is_a_url_the_policy_allows_or_a_reason(raw: str) -> None:
+    # Whatever the header holds: BadCallback with a reason, or a URL whose host (the one
+    # the client connects to) is listed and not a private address literal
+    try:
+        url = parse_callback(raw, LISTED)
+    except BadCallback as e:
+        assert e.reason
+        return
+    host = url.raw_host or ""
+    assert any(p.matches(host.lower().rstrip("."), url.port or 0) for p in LISTED.hosts)
+    assert host.lower().rstrip(".").endswith(".example.com"), raw

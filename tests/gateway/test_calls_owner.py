@@ -15,6 +15,8 @@ import msgpack
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kubefuncs import wire
 from kubefuncs.gateway import GatewaySettings, create_app, loads
 from kubefuncs.gateway.auth import Principal
@@ -188,3 +190,31 @@ async def test_a_malformed_entry_on_valkey_is_an_unknown_call_not_a_500(
         assert "malformed async result" in caplog.text
     finally:
         await transport.close()
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+)
+VALUES = st.one_of(SCALARS, st.dictionaries(st.text(max_size=3), SCALARS, max_size=3))
+FIELDS = st.dictionaries(st.sampled_from(["s", "c", "h", "b", "o", "x"]), VALUES, max_size=6)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        FIELDS.map(lambda d: msgpack.packb(d, use_bin_type=True)),
+    )
+)
+def test_any_stored_bytes_decode_to_a_result_or_a_value_error(raw: bytes) -> None:
+    try:
+        result = CallResult.decode(raw)
+    except ValueError as e:
+        assert str(e)
+        return
+    assert result.state in (PENDING, DONE) and isinstance(result.body, bytes)
+    assert result.owner is None or isinstance(result.owner, str)
