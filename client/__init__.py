@@ -10,12 +10,13 @@ from .errors import (
     ConfigError,
     DecodeError,
     KubefuncsError,
+    LifespanFailed,
     Reject,
     RemoteError,
     Retry,
     TransportError,
 )
-from .function import Context, Function, function
+from .function import Context, Function, Service, function
 from .settings import Settings
 from .wire import Envelope, ErrorInfo, HttpRequest, HttpResponse
 
@@ -31,9 +32,11 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "KubefuncsError",
+    "LifespanFailed",
     "Reject",
     "RemoteError",
     "Retry",
+    "Service",
     "Settings",
     "TransportError",
     "function",

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from .errors import ConfigError, LoopFailed
+from .errors import ConfigError, LifespanFailed, LoopFailed
 from .function import Function, as_function
 from .health import health_app, serve
 from .logs import configure
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:  # found while starting: a bus URL option, say
         print(f"kubefuncs: {e}", file=sys.stderr)
         return 2
-    except LoopFailed as e:  # logged with its cause when it happened
+    except (LoopFailed, LifespanFailed) as e:  # logged with its cause when it happened
         print(f"kubefuncs: {e}", file=sys.stderr)
         return 1
     return 0

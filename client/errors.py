@@ -68,6 +68,11 @@ class LoopFailed(KubefuncsError):
     the process stops and exits non-zero so that its supervisor restarts it."""
 
 
+class LifespanFailed(KubefuncsError):
+    """A function's lifespan (its startup or shutdown work) raised or ran out of time: the
+    process exits non-zero with the cause logged, never ready when startup failed."""
+
+
 class EncodeError(KubefuncsError, ValueError):
     """An envelope cannot be written: a value msgpack has no form for (an integer beyond
     64 bits, a lone surrogate, a set), or one every consumer would refuse (see the limits in

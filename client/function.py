@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import wire
+from .middleware import Middleware, check
 from .retry import RetryPolicy
 from .settings import Settings
 
@@ -19,6 +22,37 @@ if TYPE_CHECKING:
 Handler = Callable[..., Any]
 
 
+@dataclass
+class Service:
+    """What a lifespan gets: the function's settings, a client on its bus (to publish or
+    call while starting), a logger, and ``state``, the mapping every handler sees as
+    ``ctx.state`` (a lifespan may fill it, or yield a mapping that is merged into it)."""
+
+    name: str
+    settings: Settings
+    client: Client
+    log: logging.Logger
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+# ``lifespan(service)``: an async context manager factory (``@contextlib.asynccontextmanager``)
+# or a bare async generator function; what it yields, if a mapping, joins ``service.state``
+Lifespan = Callable[[Service], AbstractAsyncContextManager[Any] | AsyncIterator[Any]]
+
+
+def lifespan_context(lifespan: Lifespan, service: Service) -> AbstractAsyncContextManager[Any]:
+    """``lifespan(service)`` as an async context manager, whichever form it was written in."""
+    if inspect.isasyncgenfunction(lifespan):
+        return contextlib.asynccontextmanager(lifespan)(service)
+    made = lifespan(service)
+    if not isinstance(made, AbstractAsyncContextManager):
+        raise TypeError(
+            f"lifespan {getattr(lifespan, '__name__', lifespan)!r} must be an async generator "
+            f"function or return an async context manager, got {type(made).__name__}"
+        )
+    return made
+
+
 @dataclass(frozen=True)
 class Function:
     """A handler with its per-function settings. Calling it calls the handler."""
@@ -26,6 +60,8 @@ class Function:
     handler: Handler
     settings: Settings
     non_retryable: tuple[type[BaseException], ...] = ()
+    lifespan: Lifespan | None = None
+    middleware: tuple[Middleware, ...] = ()
 
     @property
     def name(self) -> str:
@@ -41,7 +77,7 @@ class Function:
         return len(params) >= 2
 
     def with_settings(self, settings: Settings) -> Function:
-        return Function(self.handler, settings, self.non_retryable)
+        return Function(self.handler, settings, self.non_retryable, self.lifespan, self.middleware)
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -64,12 +100,19 @@ def function(
     backoff_s: float | None = None,
     backoff_max_s: float | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
+    lifespan: Lifespan | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> Callable[[Handler], Function]:
     """Declare a function: ``@function("ping")`` over ``def pong(payload, ctx)``.
 
     The handler may be sync or async and take ``(payload)`` or ``(payload, ctx)``. Options
-    are defaults; ``KF_*`` environment variables override them at start.
+    are defaults; ``KF_*`` environment variables override them at start. ``lifespan``
+    runs once around the life of the process: its startup before the first message (the
+    process is ready only after it succeeded), its shutdown after the drain; what it puts
+    in ``service.state`` handlers read as ``ctx.state``. ``middleware`` wraps every
+    message's handling, the first outermost (see :mod:`kubefuncs.middleware`).
     """
+    wrappers = check(middleware)
 
     def wrap(handler: Handler) -> Function:
         fname = name or handler.__name__.replace("_", "-")
@@ -86,7 +129,7 @@ def function(
             channel=channel or "",
             **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
         )
-        return Function(handler, settings, non_retryable)
+        return Function(handler, settings, non_retryable, lifespan, wrappers)
 
     return wrap
 
@@ -109,6 +152,7 @@ class Context:
     log: logging.LoggerAdapter[logging.Logger]
     client: Client
     extra: dict[str, Any] = field(default_factory=dict)
+    state: Mapping[str, Any] = field(default_factory=dict)  # what the lifespan set up
 
     @property
     def id(self) -> str:

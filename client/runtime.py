@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from . import wire
 from .client import Client
 from .errors import (
     DecodeError,
+    LifespanFailed,
     LoopFailed,
     Reject,
     Retry,
@@ -23,8 +25,9 @@ from .errors import (
     Undeliverable,
     UnsupportedKind,
 )
-from .function import Context, Function, error_reply, reply_body
+from .function import Context, Function, Service, error_reply, lifespan_context, reply_body
 from .metrics import RuntimeMetrics
+from .middleware import chain
 from .retry import Action, backoff_delay_s, decide
 from .transport import Delivery, Subscription, Transport, from_url
 from .transport._flow import backoff_s
@@ -109,12 +112,16 @@ class Runtime:
         self._handler = fn.handler
         self._is_async = fn.is_async
         self._wants_context = fn.wants_context
+        self._chain = chain(fn.middleware, self._call_handler) if fn.middleware else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = _Running(self.settings.timeout_s)
         self._stopping = asyncio.Event()
         self._finished = False  # loops check it too: a swallowed cancel must not keep them
         self.consuming = False
+        self.serving = asyncio.Event()  # set once consuming began (after the startup)
         self.failure: BaseException | None = None  # why the consume loop died, if it did
+        self.service = Service(fn.name, s, self.client, logging.getLogger(f"kubefuncs.{fn.name}"))
+        self.state = self.service.state  # what handlers see as ctx.state
 
     @property
     def ready(self) -> bool:
@@ -126,13 +133,50 @@ class Runtime:
         self._stopping.set()
 
     async def run(self) -> None:
-        s = self.settings
+        """Connect, run the lifespan's startup, consume until :meth:`stop`, drain, run its
+        shutdown. LifespanFailed when startup or shutdown failed, LoopFailed when the
+        consume loop died (the process exits non-zero on either)."""
         if not await self._connect():  # stopped before the bus was ever reachable
-            if self._owns_transport:
-                await self.transport.close()
+            await self._close()
             return
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await self._start_lifespan(stack)
+            except BaseException:
+                await self._close()
+                raise
+            if not self._stopping.is_set():
+                await self._serve(stack)  # runs the shutdown itself, after the drain
+                return
+            # SIGTERM while starting: shut down at once
+            error = await self._shut_down(stack)
+            await self._close()
+            if error is not None:
+                raise error
+
+    async def _start_lifespan(self, stack: contextlib.AsyncExitStack) -> None:
+        """Enter the function's lifespan (its startup) within ``startup_timeout_s``; its
+        exit (the shutdown) is pushed on ``stack``, run by :meth:`_serve` after the drain."""
+        lifespan = self.fn.lifespan
+        if lifespan is None:
+            return
+        timeout_s = self.settings.startup_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                given = await stack.enter_async_context(lifespan_context(lifespan, self.service))
+        except TimeoutError as e:
+            raise LifespanFailed(f"startup took longer than {timeout_s:g} s") from e
+        except Exception as e:
+            log.error("startup failed", exc_info=e, extra={"function": self.fn.name})
+            raise LifespanFailed(f"startup failed: {e!r}") from e
+        if isinstance(given, Mapping):
+            self.state.update(given)
+
+    async def _serve(self, stack: contextlib.AsyncExitStack) -> None:
+        s = self.settings
         sub = await self.transport.subscribe(s.topic, s.channel_name, max_in_flight=s.concurrency)
         self.consuming = True
+        self.serving.set()
         self.metrics.cold_start.set(time.monotonic() - self.started_at)
         log.info(
             "consuming %s as channel %s",
@@ -158,12 +202,33 @@ class Runtime:
             for task in background[1:]:
                 task.cancel()
             self._running.close()
-            await self.client.close()
-            if self._owns_transport:
-                await self.transport.close()
+            shutdown_error = await self._shut_down(stack)
+            await self._close()
             log.info("stopped", extra={"function": self.fn.name})
         if self.failure is not None:
             raise LoopFailed(f"the consume loop died: {self.failure!r}") from self.failure
+        if shutdown_error is not None:
+            raise shutdown_error
+
+    async def _shut_down(self, stack: contextlib.AsyncExitStack) -> LifespanFailed | None:
+        """Run the lifespan's shutdown (after the drain, the bus still open) within
+        ``shutdown_timeout_s``; what went wrong, if anything, for :meth:`_serve` to raise."""
+        timeout_s = self.settings.shutdown_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await stack.aclose()
+        except TimeoutError:
+            log.error("shutdown took longer than %g s; left unfinished", timeout_s)
+            return LifespanFailed(f"shutdown took longer than {timeout_s:g} s")
+        except Exception as e:
+            log.error("shutdown failed", exc_info=e, extra={"function": self.fn.name})
+            return LifespanFailed(f"shutdown failed: {e!r}")
+        return None
+
+    async def _close(self) -> None:
+        await self.client.close()
+        if self._owns_transport:
+            await self.transport.close()
 
     def _consume_ended(self, task: asyncio.Task[None]) -> None:
         """The consume loop ends only when stopped; anything else is a bug to restart on:
@@ -309,12 +374,13 @@ class Runtime:
 
     async def _invoke(self, env: wire.Envelope, delivery: Delivery) -> Any:
         args: tuple[Any, ...] = (env.payload,)
-        if self._wants_context:
+        if self._wants_context or self._chain is not None:
             ctx = Context(
                 env,
                 delivery.attempt,
                 logging.LoggerAdapter(log, self._extra(env, delivery)),
                 self.client,
+                state=self.state,
             )
             args = (env.payload, ctx)
         task = asyncio.current_task()
@@ -322,6 +388,8 @@ class Runtime:
         cancelling = task.cancelling()
         self._running.start(task, delivery)
         try:
+            if self._chain is not None:
+                return await self._chain(env.payload, ctx)
             if self._is_async:
                 return await self._handler(*args)
             return await asyncio.to_thread(self._handler, *args)
@@ -333,6 +401,13 @@ class Runtime:
         finally:
             if self._running.finish(task):  # time ran out, but the handler ignored it
                 task.uncancel()
+
+    async def _call_handler(self, payload: Any, ctx: Context) -> Any:
+        """The end of a middleware chain: the handler, with or without ``ctx``."""
+        args = (payload, ctx) if self._wants_context else (payload,)
+        if self._is_async:
+            return await self._handler(*args)
+        return await asyncio.to_thread(self._handler, *args)
 
     async def _failed(self, delivery: Delivery, env: wire.Envelope, error: Exception) -> None:
         waits = bool(env.reply_to) and not env.expired()

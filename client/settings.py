@@ -31,6 +31,8 @@ class Settings:
     health_addr: str = "0.0.0.0:8081"
     log_level: str = "INFO"
     log_format: str = "json"
+    startup_timeout_s: float = 60.0
+    shutdown_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], defaults: Settings | None = None) -> Settings:
@@ -69,6 +71,8 @@ ENV_NAMES = {
     "health_addr": "KF_HEALTH_ADDR",
     "log_level": "KF_LOG_LEVEL",
     "log_format": "KF_LOG_FORMAT",
+    "startup_timeout_s": "KF_STARTUP_TIMEOUT_S",
+    "shutdown_timeout_s": "KF_SHUTDOWN_TIMEOUT_S",
 }
 
 
@@ -84,4 +88,6 @@ _PARSERS: dict[str, envparse.Parser] = {
     "health_addr": envparse.address(allow_empty=True),
     "log_level": envparse.LOG_LEVEL,
     "log_format": envparse.LOG_FORMAT,
+    "startup_timeout_s": envparse.number(float, 0.001, "a number of seconds"),
+    "shutdown_timeout_s": envparse.number(float, 0, "a number of seconds"),
 }

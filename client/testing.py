@@ -64,9 +64,17 @@ async def run(
     transport = MemoryTransport(f"memory://testing-{new_id()}")
     await transport.connect()
     runtime = Runtime(fn, transport=transport)
+    await transport.ensure_channel(fn.settings.topic, fn.settings.channel_name)
     task = asyncio.create_task(runtime.run())
     client = Client(transport=transport)
-    await transport.ensure_channel(fn.settings.topic, fn.settings.channel_name)
+    # a function's lifespan runs first: a startup that fails raises here, not at the end
+    serving = asyncio.create_task(runtime.serving.wait())
+    await asyncio.wait({task, serving}, return_when=asyncio.FIRST_COMPLETED)
+    serving.cancel()
+    if task.done():
+        await client.close()
+        await transport.close()
+        task.result()
     try:
         yield Harness(runtime, client)
     finally:

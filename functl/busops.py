@@ -22,14 +22,17 @@ if TYPE_CHECKING:
     from kubefuncs.transport import ChannelStats, DeadLetter, Transport
 
 BUS_HINT = (
-    "    fix: pass --bus-url with an address reachable from here "
-    "(e.g. after kubectl port-forward), or --skip-bus to leave bus preparation to the functions"
+    "    fix: pass --bus with an address reachable from here (e.g. after kubectl port-forward)"
 )
+PREPARE_HINT = f"{BUS_HINT}, or --skip-bus to leave bus preparation to the functions"
 
 
 @contextlib.asynccontextmanager
-async def connected(url: str, password: str | None = None) -> AsyncIterator[Transport]:
-    """A connected transport for ``url``, closed on exit; errors mapped to FunctlError."""
+async def connected(
+    url: str, password: str | None = None, hint: str = BUS_HINT
+) -> AsyncIterator[Transport]:
+    """A connected transport for ``url``, closed on exit; errors mapped to FunctlError
+    (an unreachable bus says ``hint`` on how to fix it)."""
     from kubefuncs.transport import from_url
 
     try:
@@ -42,9 +45,9 @@ async def connected(url: str, password: str | None = None) -> AsyncIterator[Tran
     except (ConfigError, DecodeError, CallTimeout, RemoteError):
         raise
     except KubefuncsError as e:
-        raise BusUnreachable(f"bus {_safe(url)}: {e}\n{BUS_HINT}") from e
+        raise BusUnreachable(f"bus {_safe(url)}: {e}\n{hint}") from e
     except OSError as e:
-        raise BusUnreachable(f"cannot reach the bus {_safe(url)}: {e}\n{BUS_HINT}") from e
+        raise BusUnreachable(f"cannot reach the bus {_safe(url)}: {e}\n{hint}") from e
     finally:
         await transport.close()
 
@@ -67,7 +70,7 @@ async def prepare(
 ) -> None:
     """Create every topic and channel so messages published before the first replica
     starts (or while a function is scaled to zero) are kept for it."""
-    async with connected(url, password) as transport:
+    async with connected(url, password, PREPARE_HINT) as transport:
         for topic, channel in channels:
             await transport.ensure_channel(topic, channel)
             progress(f"bus topic {topic} channel {channel} ready")
@@ -111,7 +114,7 @@ async def call(
     except ConfigError as e:
         raise UsageError(f"bus URL {url!r}: {e.problem}") from e
     except KubefuncsError as e:
-        raise BusUnreachable(f"bus {_safe(url)}: {e}") from e
+        raise BusUnreachable(f"bus {_safe(url)}: {e}\n{BUS_HINT}") from e
 
 
 async def stats(

@@ -158,7 +158,15 @@ async def _serve(
     app: web.Application, addr: str, stop: asyncio.Event, procs: list[asyncio.subprocess.Process]
 ) -> None:
     """Serve until ``stop`` is set or a function subprocess exits."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_GRACE_S)
+    from kubefuncs.gateway.app import GATEWAY
+    from kubefuncs.gateway.frontdoor import FrontDoorRunner
+
+    runner = FrontDoorRunner(
+        app,
+        on_refused=app[GATEWAY].metrics.refused,
+        access_log=None,
+        shutdown_timeout=STOP_GRACE_S,
+    )
     await runner.setup()
     host, port = addr.rsplit(":", 1)
     try:

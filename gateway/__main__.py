@@ -17,6 +17,7 @@ from kubefuncs.logs import configure
 
 from . import routes
 from .app import GATEWAY, create_app
+from .frontdoor import FrontDoorRunner
 from .routes import RouteTable
 from .settings import GatewaySettings
 
@@ -41,8 +42,9 @@ async def serve(app: web.Application, settings: GatewaySettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     # keepalive_timeout also closes a connection whose request headers are not complete
     # in that time (a slow or stalled client): one setting for both
-    runner = web.AppRunner(
+    runner = FrontDoorRunner(
         app,
+        on_refused=app[GATEWAY].metrics.refused,
         access_log=None,
         shutdown_timeout=settings.grace_s,
         keepalive_timeout=settings.header_timeout_s,

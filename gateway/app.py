@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from kubefuncs.errors import ConfigError, TransportError
@@ -21,10 +21,10 @@ from .auth import Authenticator
 from .callbacks import callback_session
 from .calls import CallStore, MemoryCallStore, ValkeyCallStore
 from .calls_nsq import NsqCallStore
+from .frontdoor import refuse_bad_requests
 from .metrics import GatewayMetrics
 from .proxy import Gateway
 from .ratelimit import Command, Limiter, MemoryLimiter, ValkeyLimiter
-from .responses import error_response
 from .routes import RouteTable
 from .settings import GatewaySettings
 
@@ -32,7 +32,6 @@ log = logging.getLogger("kubefuncs.gateway")
 
 GATEWAY = web.AppKey("gateway", Gateway)
 OWNS_TRANSPORT = web.AppKey("owns_transport", bool)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
@@ -52,7 +51,7 @@ def create_app(
         metrics=GatewayMetrics(),
     )
     app = web.Application(
-        client_max_size=max(1, settings.max_body_bytes), middlewares=[refuse_bad_headers]
+        client_max_size=max(1, settings.max_body_bytes), middlewares=[refuse_bad_requests]
     )
     app[GATEWAY] = gateway
     app[OWNS_TRANSPORT] = owned
@@ -64,21 +63,6 @@ def create_app(
     app.router.add_get("/calls/{id}", gateway.call_result)
     app.router.add_route("*", "/{tail:.*}", gateway.handle)
     return app
-
-
-@web.middleware
-async def refuse_bad_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A header value that is not UTF-8 (aiohttp keeps its bytes as lone surrogates) is
-    refused with 400 here, before it can fail an encoder or a response header."""
-    for name, value in request.headers.items():
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return error_response(
-                    400, "bad_header", f"header {name!r} is not valid UTF-8; send UTF-8 text"
-                )
-    return await handler(request)
 
 
 def check(settings: GatewaySettings, table: RouteTable) -> None:

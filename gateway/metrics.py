@@ -59,6 +59,13 @@ class GatewayMetrics:
             ["outcome"],
             registry=r,
         )
+        self.malformed = Counter(
+            "kubefuncs_gateway_malformed_requests",
+            "Requests refused by the HTTP parser before any route (not HTTP, bad framing, "
+            "header lines too long or too many), by status",
+            ["status"],
+            registry=r,
+        )
         # label lookups are slow next to the rest of the hot path: keep the children
         self._children: dict[tuple[str, ...], MetricWrapperBase] = {}
 
@@ -75,6 +82,9 @@ class GatewayMetrics:
     def answered(self, route: str, topic: str, status: int, seconds: float) -> None:
         self._requests.inc((route, topic, status))
         self._latency.observe((route,), seconds)
+
+    def refused(self, status: int) -> None:
+        self._child(self.malformed, str(status)).inc()  # type: ignore[attr-defined]
 
     def timed_out(self, route: str) -> None:
         self._child(self._timeouts, route).inc()  # type: ignore[attr-defined]

@@ -314,6 +314,8 @@ class ValkeyTransport(Transport):
             groups = await self.call("XINFO", "GROUPS", stream)
         except RedisError:
             return 0, 0  # no such stream yet
+        if not groups:  # e.g. the server restarted empty: the first group will start at 0
+            return int(await self.call("XLEN", stream)), 0
         for raw in groups:
             info = _info(raw)
             if _s(info["name"]) == group:

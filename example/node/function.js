@@ -51,6 +51,8 @@ function settingsFromEnv(env) {
     backoffMs: 1000 * number(env, 'KF_BACKOFF_S', 1, 0),
     backoffMaxMs: 1000 * number(env, 'KF_BACKOFF_MAX_S', 300, 0),
     graceMs: 1000 * number(env, 'KF_GRACE_S', 25, 0),
+    startupTimeoutMs: 1000 * number(env, 'KF_STARTUP_TIMEOUT_S', 60, 0.001),
+    shutdownTimeoutMs: 1000 * number(env, 'KF_SHUTDOWN_TIMEOUT_S', 10, 0),
     healthAddr: env.KF_HEALTH_ADDR ?? '0.0.0.0:8081',
   };
 }
@@ -104,11 +106,25 @@ function number(env, variable, fallback, minimum, integer = false) {
 
 // -- the runtime -------------------------------------------------------------------------------
 
+// A lifespan, as in the Python runtime: `async (service) => cleanup` runs before the first
+// message (the process is ready only after it resolved); what it puts in `service.state`
+// every handler reads as `ctx.state`; the function it may return runs after the drain.
+class LifespanFailed extends Error {
+  constructor(message, cause) {
+    super(message, { cause });
+    this.name = 'LifespanFailed';
+  }
+}
+
 class Runtime {
-  constructor(settings, handler) {
+  constructor(settings, handler, { lifespan = null, bus = null } = {}) {
     this.s = settings;
     this.handler = handler;
-    this.bus = openBus(settings);
+    this.lifespan = lifespan;
+    this.state = {};
+    this.cleanup = null; // what the lifespan returned: its shutdown
+    this.exitCode = 0;
+    this.bus = bus || openBus(settings);
     this.free = settings.concurrency;
     this.wakeUp = null; // resolves when a slot frees up
     this.inFlight = new Set();
@@ -116,7 +132,39 @@ class Runtime {
     this.consuming = false;
   }
 
+  // The lifespan's startup, within KF_STARTUP_TIMEOUT_S; LifespanFailed otherwise.
+  async startup() {
+    if (!this.lifespan) return;
+    const service = { topic: this.s.topic, channel: this.s.channel, settings: this.s, state: this.state, log };
+    const seconds = this.s.startupTimeoutMs / 1000;
+    let result;
+    try {
+      result = await withTimeout(this.lifespan(service), this.s.startupTimeoutMs,
+        `startup took longer than ${seconds} s`);
+    } catch (e) {
+      throw new LifespanFailed(e.name === 'TimeoutError' ? e.message : `startup failed: ${e.name}: ${e.message}`, e);
+    }
+    if (typeof result === 'function') this.cleanup = result;
+  }
+
+  // The lifespan's shutdown, after the drain, within KF_SHUTDOWN_TIMEOUT_S: a failure is
+  // logged and makes the exit code 1.
+  async shutdown() {
+    if (!this.cleanup) return;
+    const cleanup = this.cleanup;
+    this.cleanup = null;
+    try {
+      await withTimeout(cleanup(), this.s.shutdownTimeoutMs,
+        `shutdown took longer than ${this.s.shutdownTimeoutMs / 1000} s`);
+    } catch (e) {
+      log('error', `shutdown failed: ${e.name}: ${e.message}`, { stack: e.stack });
+      this.exitCode = 1;
+    }
+  }
+
   async run() {
+    await this.startup();
+    if (this.stopping) return;
     await this.bus.ensureGroups();
     this.consuming = true;
     log('info', `consuming ${this.s.topic} as channel ${this.s.channel}`);
@@ -192,7 +240,7 @@ class Runtime {
   }
 
   async invoke(env, m) {
-    const ctx = { id: env.id, kind: env.kind, attempt: m.attempt, headers: env.headers };
+    const ctx = { id: env.id, kind: env.kind, attempt: m.attempt, headers: env.headers, state: this.state };
     const touch = setInterval(() => this.bus.touch(m).catch(() => {}), this.bus.visibilityMs / 3);
     let timer;
     const timeout = new Promise((_, reject) => {
@@ -238,8 +286,21 @@ class Runtime {
     this.bus.stopReading();
     if (this.wakeUp) this.wakeUp();
     log('info', `draining ${this.inFlight.size} in-flight message(s)`);
-    await Promise.race([Promise.allSettled([...this.inFlight]), sleep(this.s.graceMs)]);
+    await withTimeout(Promise.allSettled([...this.inFlight]), this.s.graceMs, 'drain').catch(() => {});
+    await this.shutdown();
     await this.bus.close();
+  }
+}
+
+async function withTimeout(promise, ms, message) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(message), { name: 'TimeoutError' })), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -301,13 +362,19 @@ async function main() {
   const shutdown = () => runtime.stop().then(() => {
     if (health) health.close();
     log('info', 'stopped');
-    process.exit(0);
+    process.exit(runtime.exitCode);
   });
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
-  await runtime.run();
+  try {
+    await runtime.run();
+  } catch (e) {
+    if (!(e instanceof LifespanFailed)) throw e;
+    log('error', e.message, { stack: e.cause && e.cause.stack });
+    process.exit(1);
+  }
 }
 
 if (require.main === module) main();
 
-module.exports = { handle, openBus, settingsFromEnv, toHttpResponse, Runtime };
+module.exports = { handle, openBus, settingsFromEnv, toHttpResponse, LifespanFailed, Runtime };

@@ -12,18 +12,24 @@ from pathlib import Path
 
 HEAD = (
     "| scenario | bus | requests sent | ok | error | lost | events published | handled "
-    "| dead | duplicates | lost with memory | lost | poison sent / dead | recovery s |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| dead | duplicates | lost with memory | lost | poison sent / dead "
+    "| slow conns / closed (max s) | recovery s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def row(line: dict) -> str:  # type: ignore[type-arg]
     r, e = line["requests"], line["events"]
     poison = f"{line['poison_sent']} / {line['poison_dead']}" if "poison_sent" in line else "-"
+    slow = (
+        f"{line['slow_connections']} / {line['slow_closed']} ({line['slow_closed_max_s']})"
+        if "slow_connections" in line
+        else "-"
+    )
     recovery = "-" if line["recovery_s"] is None else f"{line['recovery_s']:.2f}"
     cells = [line["scenario"], line["bus"], r["sent"], r["ok"], r["error"], r["lost"]]
     cells += [e["published"], e["handled"], e["dead"], e["duplicates"]]
-    cells += [e["lost_with_memory"], e["lost"], poison, recovery]
+    cells += [e["lost_with_memory"], e["lost"], poison, slow, recovery]
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 

@@ -66,15 +66,24 @@ async def test_a_header_value_that_is_not_utf8_is_a_400(
         assert not [rec for rec in caplog.records if rec.exc_info]
 
 
-@pytest.mark.parametrize("call_id", ["%0d%0a", "%00", "a%0d%0aSet-Cookie:%20x=1", "x" * 40])
-async def test_a_call_id_that_is_not_one_is_a_400(call_id: str) -> None:
+@pytest.mark.parametrize(
+    ("call_id", "code"),
+    [
+        ("%0d%0a", "bad_path"),  # control characters are refused for every path
+        ("%00", "bad_path"),
+        ("a%0d%0aSet-Cookie:%20x=1", "bad_path"),
+        ("x" * 40, "bad_call_id"),
+        ("0" * 31 + "G", "bad_call_id"),
+    ],
+)
+async def test_a_call_id_that_is_not_one_is_a_400(call_id: str, code: str) -> None:
     async with gateway() as client:
         request = f"GET /calls/{call_id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         data = await raw(client, request.encode())
         # Then a 400 with a reason comes back, and nothing of the id is in a header
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400"), data[:300]
-        assert json.loads(body)["error"] == "bad_call_id"
+        assert json.loads(body)["error"] == code
         assert b"X-Call-Id" not in head
 
 

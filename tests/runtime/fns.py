@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
-from kubefuncs import Context, function
+from kubefuncs import Context, Service, function
 
 
 def _note(event: str, payload: dict[str, Any], attempt: int) -> None:
@@ -21,3 +22,35 @@ async def record(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     await asyncio.sleep(payload.get("sleep_s", 0))
     _note("done", payload, ctx.attempt)
     return {"id": payload["id"], "attempt": ctx.attempt, "pid": os.getpid()}
+
+
+async def _resources(service: Service) -> AsyncIterator[dict[str, Any]]:
+    """A lifespan: waits for the file $KF_TEST_GATE to exist (a database coming up), notes
+    its startup and its shutdown in $KF_TEST_RECORD."""
+    gate = os.environ["KF_TEST_GATE"]
+    while not await asyncio.to_thread(os.path.exists, gate):
+        await asyncio.sleep(0.05)
+    with open(os.environ["KF_TEST_RECORD"], "a") as f:
+        f.write(f"startup {os.getpid()} - 0\n")
+    yield {"pool": f"pool-{os.getpid()}"}
+    with open(os.environ["KF_TEST_RECORD"], "a") as f:
+        f.write(f"shutdown {os.getpid()} - 0\n")
+
+
+@function("rt-lifespan", lifespan=_resources)
+async def with_pool(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Answers with the resource its lifespan set up, after ``sleep_s``."""
+    _note("start", payload, ctx.attempt)
+    await asyncio.sleep(payload.get("sleep_s", 0))
+    _note("done", payload, ctx.attempt)
+    return {"id": payload["id"], "pool": ctx.state["pool"]}
+
+
+async def _broken(service: Service) -> AsyncIterator[None]:
+    raise ConnectionRefusedError("database at db:5432 refused the connection")
+    yield  # an async generator: the raise above is its startup
+
+
+@function("rt-lifespan", lifespan=_broken)
+async def broken_startup(payload: Any) -> None:
+    raise AssertionError("never runs: startup failed")

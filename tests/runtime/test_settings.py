@@ -38,11 +38,29 @@ def test_every_setting_has_an_environment_variable() -> None:
         "KF_HEALTH_ADDR": "",
         "KF_LOG_LEVEL": "debug",
         "KF_LOG_FORMAT": "text",
+        "KF_STARTUP_TIMEOUT_S": "7",
+        "KF_SHUTDOWN_TIMEOUT_S": "0",
     }
     assert set(env) == set(ENV_NAMES.values())
     s = Settings.from_env(env)
     assert s == Settings(
-        "redis://h:1/2", "pw", "f", "t", "c", 3, 1.5, 2, 0.5, 9.0, 4.0, False, "", "DEBUG", "text"
+        "redis://h:1/2",
+        "pw",
+        "f",
+        "t",
+        "c",
+        3,
+        1.5,
+        2,
+        0.5,
+        9.0,
+        4.0,
+        False,
+        "",
+        "DEBUG",
+        "text",
+        7.0,
+        0.0,
     )
 
 

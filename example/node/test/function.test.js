@@ -32,3 +32,41 @@ test('the example upper-cases text and fails on "fail"', async () => {
   await assert.rejects(handle('fail', ctx), /asked to fail/);
   assert.deepEqual(await handle({ conformance: 'echo', value: [1] }, { ...ctx, attempt: 2 }), { value: [1], attempt: 2 });
 });
+
+// -- lifespan -----------------------------------------------------------------------------------
+
+const { Runtime } = require('../function');
+
+const nullBus = { stopReading() {}, async close() {} };
+const runtimeWith = (lifespan, env = {}) =>
+  new Runtime(settingsFromEnv({ KF_TOPIC: 'upper', ...env }), handle, { lifespan, bus: nullBus });
+
+test('the lifespan sets up state before messages and its cleanup runs at the stop', async () => {
+  const events = [];
+  const runtime = runtimeWith(async (service) => {
+    service.state.pool = 'the-pool';
+    events.push(`startup ${service.topic}`);
+    return async () => { events.push('shutdown'); };
+  });
+  await runtime.startup();
+  assert.equal(runtime.state.pool, 'the-pool');
+  await runtime.stop();
+  assert.deepEqual(events, ['startup upper', 'shutdown']);
+  assert.equal(runtime.exitCode, 0);
+});
+
+test('a startup that throws or hangs is LifespanFailed naming why', async () => {
+  const broken = runtimeWith(async () => { throw new Error('db:5432 refused'); });
+  await assert.rejects(broken.startup(), { name: 'LifespanFailed', message: /startup failed: Error: db:5432 refused/ });
+  const hangs = runtimeWith(() => new Promise(() => {}), { KF_STARTUP_TIMEOUT_S: '0.05' });
+  await assert.rejects(hangs.startup(), { name: 'LifespanFailed', message: /startup took longer than 0.05 s/ });
+});
+
+test('a shutdown that throws or hangs makes the exit code 1', async () => {
+  for (const cleanup of [async () => { throw new Error('closed twice'); }, () => new Promise(() => {})]) {
+    const runtime = runtimeWith(async () => cleanup, { KF_SHUTDOWN_TIMEOUT_S: '0.05' });
+    await runtime.startup();
+    await runtime.stop();
+    assert.equal(runtime.exitCode, 1);
+  }
+});
