@@ -12,13 +12,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 from kubefuncs.errors import ConfigError, TransportError
 from kubefuncs.transport import Transport, from_url
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .auth import Authenticator
+from .callbacks import callback_session
 from .calls import CallStore, MemoryCallStore, ValkeyCallStore
 from .calls_nsq import NsqCallStore
 from .frontdoor import refuse_bad_requests
@@ -149,7 +149,7 @@ async def _maintain(transport: Transport, every_s: float) -> None:
 
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
-    async with aiohttp.ClientSession() as session:
+    async with callback_session(gateway.settings.callbacks) as session:
         gateway.session = session
         yield
         gateway.session = None

@@ -1,4 +1,5 @@
-"""Async calls: results kept for a bounded time, fetched by call id, POSTed to callbacks.
+"""Async calls: results kept for a bounded time, fetched by call id (callbacks.py POSTs
+them to callbacks).
 
 On a Valkey bus the results live on the bus (``<prefix>:gw:call:<id>``, expiring) so any
 gateway replica can answer ``GET /calls/{id}``; on NSQ every replica receives every result
@@ -7,22 +8,23 @@ and keeps it in memory (calls_nsq.py); on the memory bus they stay in this proce
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
 import msgpack  # type: ignore[import-untyped, unused-ignore]
+
+from .responses import valid_header
+
+if TYPE_CHECKING:  # auth needs settings, which need callbacks, which need this module
+    from .auth import Principal
 
 log = logging.getLogger(__name__)
 
 PENDING, DONE = "pending", "done"
-CALLBACK_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +33,63 @@ class CallResult:
     status: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    owner: str | None = None  # "<method>:<name>" of who started the call; None: anonymous
 
     def encode(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            {"s": self.state, "c": self.status, "h": dict(self.headers), "b": self.body},
-            use_bin_type=True,
-        )
+        packed: bytes = msgpack.packb(self.fields(), use_bin_type=True)
         return packed
+
+    def fields(self) -> dict[str, Any]:
+        """The result as a msgpack map (also the body of an NSQ update, calls_nsq.py)."""
+        fields: dict[str, Any] = {
+            "s": self.state,
+            "c": self.status,
+            "h": dict(self.headers),
+            "b": self.body,
+        }
+        if self.owner is not None:
+            fields["o"] = self.owner
+        return fields
 
     @classmethod
     def decode(cls, raw: bytes) -> CallResult:
+        """The result in ``raw``; ValueError says what is wrong with a malformed one."""
+        return cls.from_fields(unpack_map(raw))
+
+    @classmethod
+    def from_fields(cls, d: Mapping[Any, Any]) -> CallResult:
+        """The result in the map ``d``; ValueError says what is wrong. An entry written
+        before owners were recorded has no ``o``: it reads as an anonymous call."""
+        state, status, headers = d.get("s"), d.get("c"), d.get("h")
+        body, owner = d.get("b"), d.get("o")
+        if state not in (PENDING, DONE) or not isinstance(body, bytes):
+            raise ValueError("s must be pending or done and b bytes")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise ValueError("c must be an integer")
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and valid_header(k, v)
+            for k, v in headers.items()
+        ):
+            raise ValueError("h must be a map of header names to header values")
+        if owner is not None and not (isinstance(owner, str) and owner):
+            raise ValueError("o must be a non-empty string when present")
+        return cls(state, status, headers, body, owner)
+
+
+def unpack_map(raw: bytes) -> dict[Any, Any]:
+    """The msgpack map in ``raw``; ValueError when it is not one."""
+    try:
         d = msgpack.unpackb(raw, raw=False)
-        return cls(d["s"], d["c"], d["h"], d["b"])
+    except (ValueError, TypeError) as e:  # msgpack's errors are ValueErrors, keys TypeErrors
+        raise ValueError(f"not msgpack: {str(e) or type(e).__name__}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a map, got {type(d).__name__}")
+    return d
+
+
+def owner_of(principal: Principal | None) -> str | None:
+    """Who may read a call's result: the principal that started it (None: anyone)."""
+    return None if principal is None else f"{principal.method}:{principal.name}"
 
 
 class CallStore(Protocol):
@@ -70,7 +117,7 @@ def merge(old: CallResult | None, new: CallResult) -> CallResult:
 
 def entry_bytes(result: CallResult) -> int:
     headers = sum(len(k) + len(v) for k, v in result.headers.items())
-    return len(result.body) + headers + ENTRY_OVERHEAD_BYTES
+    return len(result.body) + headers + len(result.owner or "") + ENTRY_OVERHEAD_BYTES
 
 
 class ResultCache:
@@ -166,45 +213,12 @@ class ValkeyCallStore:
         await self._call("SET", self._prefix + call_id, result.encode(), "PX", int(ttl_s * 1000))
 
     async def get(self, call_id: str) -> CallResult | None:
+        """The stored result; a malformed one (written by something else) reads as none."""
         raw = await self._call("GET", self._prefix + call_id)
-        return None if raw is None else CallResult.decode(raw)
-
-
-def callback_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a callback URL, or None when it can."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"callback URL must be an absolute http(s) URL, got {url!r}"
-    return None
-
-
-async def post_callback(
-    session: aiohttp.ClientSession, url: str, call_id: str, result: CallResult, timeout_s: float
-) -> bool:
-    """POST a finished call's response to ``url``: its body, its content type, and
-    X-Call-Id / X-Call-Status headers. A few attempts on connection errors and 5xx."""
-    headers = {
-        "X-Call-Id": call_id,
-        "X-Call-Status": str(result.status),
-        "Content-Type": _content_type(result.headers),
-    }
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    for attempt in range(1, CALLBACK_ATTEMPTS + 1):
+        if raw is None:
+            return None
         try:
-            async with session.post(url, data=result.body, headers=headers, timeout=timeout) as r:
-                if r.status < 500:
-                    return r.status < 400
-                problem = f"HTTP {r.status}"
-        except (aiohttp.ClientError, TimeoutError) as e:
-            problem = str(e) or type(e).__name__
-        log.info("callback attempt %d failed: %s", attempt, problem, extra={"call_id": call_id})
-        if attempt < CALLBACK_ATTEMPTS:
-            await asyncio.sleep(0.2 * 2**attempt)
-    return False
-
-
-def _content_type(headers: Mapping[str, str]) -> str:
-    for name, value in headers.items():
-        if name.lower() == "content-type":
-            return value
-    return "application/octet-stream"
+            return CallResult.decode(raw)
+        except ValueError as e:
+            log.warning("ignored a malformed async result: %s", e, extra={"call_id": call_id})
+            return None

@@ -27,7 +27,7 @@ from kubefuncs.errors import TransportError
 from kubefuncs.transport import Delivery, Subscription, Transport
 from kubefuncs.wire import new_id
 
-from .calls import DONE, PENDING, CallResult, ResultCache, entry_bytes
+from .calls import CallResult, ResultCache, entry_bytes, unpack_map
 
 __all__ = ["TOPIC", "NsqCallStore", "ResultCache", "decode_update", "encode_update", "entry_bytes"]
 
@@ -47,40 +47,22 @@ class Update:
 
 
 def encode_update(call_id: str, result: CallResult, ttl_s: float) -> bytes:
-    # a relative TTL: replicas' clocks need not agree, and the hop takes milliseconds
-    fields = {
-        "id": call_id,
-        "ttl_ms": max(1, round(ttl_s * 1000)),
-        "s": result.state,
-        "c": result.status,
-        "h": dict(result.headers),
-        "b": result.body,
-    }
+    # a relative TTL: replicas' clocks need not agree, and the hop takes milliseconds; the
+    # owner travels with every state, so each replica refuses other principals alike
+    fields = {"id": call_id, "ttl_ms": max(1, round(ttl_s * 1000)), **result.fields()}
     packed: bytes = msgpack.packb(fields, use_bin_type=True)
     return packed
 
 
 def decode_update(raw: bytes) -> Update:
     """The update in ``raw``; ValueError says what is wrong with a malformed one."""
-    try:
-        d = msgpack.unpackb(raw, raw=False)
-    except (ValueError, TypeError) as e:  # msgpack's errors are ValueErrors, keys TypeErrors
-        raise ValueError(f"not msgpack: {e}") from e
-    if not isinstance(d, dict):
-        raise ValueError(f"expected a map, got {type(d).__name__}")
-    call_id, ttl_ms, state = d.get("id"), d.get("ttl_ms"), d.get("s")
-    status, headers, body = d.get("c"), d.get("h"), d.get("b")
+    d = unpack_map(raw)
+    call_id, ttl_ms = d.get("id"), d.get("ttl_ms")
     if not isinstance(call_id, str) or not call_id:
         raise ValueError("id must be a non-empty string")
-    if not _positive_int(ttl_ms) or not isinstance(status, int) or isinstance(status, bool):
-        raise ValueError("ttl_ms must be a positive integer and c an integer")
-    if state not in (PENDING, DONE) or not isinstance(body, bytes):
-        raise ValueError("s must be pending or done and b bytes")
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        raise ValueError("h must be a map of strings to strings")
-    return Update(call_id, CallResult(state, status, headers, body), ttl_ms / 1000)
+    if not _positive_int(ttl_ms):
+        raise ValueError("ttl_ms must be a positive integer")
+    return Update(call_id, CallResult.from_fields(d), ttl_ms / 1000)
 
 
 def _positive_int(value: Any) -> TypeGuard[int]:

@@ -23,10 +23,12 @@ from kubefuncs.errors import TransportError
 from kubefuncs.replies import ReplyRouter
 from kubefuncs.transport import Transport
 from kubefuncs.transport._flow import backoff_s
+from yarl import URL
 
 from . import cors
-from .auth import NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
-from .calls import DONE, PENDING, CallResult, CallStore, callback_problem, post_callback
+from .auth import ANY, NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
+from .callbacks import CALLBACK_HEADER, BadCallback, callback_url, post_callback
+from .calls import DONE, PENDING, CallResult, CallStore, owner_of
 from .metrics import GatewayMetrics
 from .ratelimit import FailureBudget, Limiter
 from .responses import (
@@ -46,7 +48,6 @@ from .trace import child_traceparent, trace_id
 log = logging.getLogger("kubefuncs.gateway")
 access_log = logging.getLogger("kubefuncs.gateway.access")
 
-CALLBACK_HEADER = "X-Callback-Url"
 MAX_JSON_DEPTH = 100  # of a published JSON body; consumers refuse deeper payloads
 UNMATCHED = "unmatched"  # the metrics label of a topic nobody configured
 _CALL_ID = re.compile(r"[0-9a-f]{32}")
@@ -159,9 +160,11 @@ class Gateway:
             refusal = await self._limit(request, route, principal)
             if refusal is not None:
                 return refusal
-        return await self._bounded(request, route)
+        return await self._bounded(request, route, principal)
 
-    async def _bounded(self, request: web.Request, route: Route) -> web.Response:
+    async def _bounded(
+        self, request: web.Request, route: Route, principal: Principal | None
+    ) -> web.Response:
         if not self.address:  # no reply inbox (yet): nothing could come back
             return retry_later("bus_unavailable", "the message bus is unavailable")
         if self.in_flight >= self.settings.max_in_flight:
@@ -173,7 +176,7 @@ class Gateway:
                 return refusal
             call = self._message(request, route, body)
             if route.async_ or CALLBACK_HEADER in request.headers:
-                return await self._start_async(request, route, call)
+                return await self._start_async(request, route, call, owner_of(principal))
             return await self._call(route, call)
         finally:
             self.in_flight -= 1
@@ -303,21 +306,23 @@ class Gateway:
     # -- async calls -----------------------------------------------------------------------
 
     async def _start_async(
-        self, request: web.Request, route: Route, call: Outgoing
+        self, request: web.Request, route: Route, call: Outgoing, owner: str | None
     ) -> web.Response:
-        callback = request.headers.get(CALLBACK_HEADER)
-        problem = callback_problem(callback) if callback else None
-        if problem:
-            return error_response(400, "bad_callback", problem)
+        try:
+            values = request.headers.getall(CALLBACK_HEADER, [])
+            callback = callback_url(values, self.settings.callbacks)
+        except BadCallback as e:
+            return error_response(400, "bad_callback", e.reason)
         call_id = call.id
         future = self.replies.expect(call_id, route.timeout_s)
+        pending = CallResult(PENDING, owner=owner)
         try:
-            await self.store.put(call_id, CallResult(PENDING), self.settings.result_ttl_s)
+            await self.store.put(call_id, pending, self.settings.result_ttl_s)
             await self.transport.publish(route.topic, call.message)
         except TransportError as e:
             self.replies.forget(call_id)
             return self._bus_down(e, call_id)
-        self._spawn(self._finish_async(route, call, future, callback))
+        self._spawn(self._finish_async(route, call, future, callback, owner))
         return web.json_response(
             {"call_id": call_id, "status": PENDING, "result_url": f"/calls/{call_id}"},
             status=202,
@@ -329,7 +334,8 @@ class Gateway:
         route: Route,
         call: Outgoing,
         future: asyncio.Future[wire.Envelope],
-        callback: str | None,
+        callback: URL | None,
+        owner: str | None,
     ) -> None:
         try:
             reply = await future
@@ -339,14 +345,15 @@ class Gateway:
             response = timeout_response(route.topic, route.timeout_s, call.id)
         finally:
             self.replies.forget(call.id)
-        result = CallResult(DONE, response.status, dict(response.headers), _body_of(response))
+        headers = dict(response.headers)
+        result = CallResult(DONE, response.status, headers, _body_of(response), owner)
         try:
             await self.store.put(call.id, result, self.settings.result_ttl_s)
         except TransportError as e:
             log.warning(
                 "could not store an async result: %s", e, extra=_ids(call.id, route, call.trace)
             )
-        if callback and self.session is not None:
+        if callback is not None and self.session is not None:
             ok = await post_callback(
                 self.session, callback, call.id, result, self.settings.callback_timeout_s
             )
@@ -358,7 +365,9 @@ class Gateway:
         task.add_done_callback(self._background.discard)
 
     async def call_result(self, request: web.Request) -> web.Response:
-        """``GET /calls/{id}``: 202 while pending, then the function's response."""
+        """``GET /calls/{id}``: 202 while pending, then the function's response. A call made
+        on a route with auth is only shown to the principal that made it: others hear 401
+        without credentials, or the 404 of an unknown id (ids cannot be probed)."""
         call_id = request.match_info["id"]
         if not _CALL_ID.fullmatch(call_id):
             return error_response(
@@ -368,6 +377,13 @@ class Gateway:
             result = await self.store.get(call_id)
         except TransportError as e:
             return self._bus_down(e, call_id)
+        if result is not None and result.owner is not None:
+            # the caller's credentials, checked (and failures throttled) as on any route
+            caller, refusal = await self._admit(request, ANY)
+            if refusal is not None:
+                return refusal
+            if owner_of(caller) != result.owner:
+                result = None
         if result is None:
             return error_response(
                 404, "unknown_call", "no such call (never made, or its result expired)", call_id

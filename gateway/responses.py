@@ -1,14 +1,19 @@
-"""How replies and refusals become HTTP responses (pure)."""
+"""How replies and refusals become HTTP responses (pure, but for a warning when a reply
+carries headers HTTP cannot)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from kubefuncs import wire
 from kubefuncs.function import to_http_response
+
+log = logging.getLogger("kubefuncs.gateway")
 
 CALL_ID = "X-Call-Id"
 ERROR = "X-Kubefuncs-Error"
@@ -32,6 +37,14 @@ HOP_BY_HOP = frozenset(
 # the caller's credentials stay at the gateway (whatever the route's auth: a function on an
 # open route is no place for a bearer token meant for another)
 NOT_FORWARDED = HOP_BY_HOP | {"x-api-key", "authorization"}
+# RFC 9110 5.1 / 5.5: a name is a token; a value has no control character but tab
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+def valid_header(name: str, value: str) -> bool:
+    """Whether ``name: value`` can be sent as an HTTP header (no CR/LF injection)."""
+    return bool(_TOKEN.fullmatch(name) and _FIELD_VALUE.fullmatch(value))
 
 
 def request_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -107,6 +120,14 @@ def from_reply(reply: wire.Envelope, call_id: str) -> web.Response:
         return response
     http = reply.payload if reply.kind == wire.HTTP_RESPONSE else to_http_response(reply.payload)
     headers = {k: v for k, v in http.headers.items() if k.lower() not in HOP_BY_HOP}
+    bad = [k for k, v in headers.items() if not valid_header(k, v)]
+    if bad:  # a function's bug; sending them would drop the connection (header injection)
+        log.warning(
+            "dropped reply headers HTTP cannot carry: %s",
+            ", ".join(map(repr, bad)),
+            extra={"call_id": call_id},
+        )
+        headers = {k: v for k, v in headers.items() if k not in bad}
     headers[CALL_ID] = call_id
     return web.Response(status=http.status, headers=headers, body=http.body)
 

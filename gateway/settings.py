@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from kubefuncs import envparse
 from kubefuncs.errors import ConfigError
 
+from .callbacks import CallbackPolicy, HostPattern, parse_hosts
 from .tokens import MIN_SECRET_BYTES
 
 
@@ -26,6 +27,10 @@ class GatewaySettings:
     max_in_flight: int = 1000
     result_ttl_s: float = 3600.0  # how long async results can be fetched
     callback_timeout_s: float = 10.0
+    # where callbacks may go (none: X-Callback-Url is refused), and whether to private
+    # addresses (loopback, RFC 1918, link-local...), for in-cluster receivers
+    callback_hosts: tuple[HostPattern, ...] = ()
+    callback_allow_private: bool = False
     api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> principal name
     jwt_secret: str | None = None  # HS256
     jwt_public_key_file: str | None = None  # PEM: RSA -> RS256, EC P-256 -> ES256
@@ -50,6 +55,10 @@ class GatewaySettings:
     log_level: str = "INFO"
     log_format: str = "json"
 
+    @property
+    def callbacks(self) -> CallbackPolicy:
+        return CallbackPolicy(self.callback_hosts, self.callback_allow_private)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
         """Read ``KF_GATEWAY_*`` (and ``KF_BUS_*``, ``KF_LOG_*``); ConfigError names the
@@ -67,6 +76,8 @@ ENV_NAMES = {
     "max_in_flight": "KF_GATEWAY_MAX_IN_FLIGHT",
     "result_ttl_s": "KF_GATEWAY_RESULT_TTL_S",
     "callback_timeout_s": "KF_GATEWAY_CALLBACK_TIMEOUT_S",
+    "callback_hosts": "KF_GATEWAY_CALLBACK_HOSTS",
+    "callback_allow_private": "KF_GATEWAY_CALLBACK_ALLOW_PRIVATE",
     "api_keys": "KF_GATEWAY_API_KEYS",
     "jwt_secret": "KF_GATEWAY_JWT_SECRET",
     "jwt_public_key_file": "KF_GATEWAY_JWT_PUBLIC_KEY_FILE",
@@ -136,6 +147,8 @@ _PARSERS: dict[str, envparse.Parser] = {
     "max_in_flight": envparse.number(int, 1, "an integer"),
     "result_ttl_s": envparse.number(float, 1, "a number of seconds"),
     "callback_timeout_s": envparse.number(float, 0.001, "a number of seconds"),
+    "callback_hosts": parse_hosts,
+    "callback_allow_private": envparse.boolean,
     "api_keys": parse_api_keys,
     "jwt_secret": _secret,
     "jwt_public_key_file": envparse.optional,

@@ -81,6 +81,23 @@ def test_a_gateway_routes_file_is_a_values_file_of_the_gateway_chart() -> None:
     assert loaded.publish == expected.publish
 
 
+@pytest.mark.parametrize("values", [(), GATEWAY_FULL], ids=["defaults", "full"])
+def test_callback_hosts_reach_the_gateway_and_default_to_none(values: tuple[str, ...]) -> None:
+    from kubefuncs.gateway.callbacks import HostPattern
+    from kubefuncs.gateway.settings import GatewaySettings
+
+    env = container_env(find(render("gateway", values), "Deployment"))
+    settings = GatewaySettings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    if not values:  # callbacks are off unless hosts are listed, public addresses only
+        assert (settings.callback_hosts, settings.callback_allow_private) == ((), False)
+        return
+    assert settings.callback_hosts == (
+        HostPattern("hooks.example.com"),
+        HostPattern("*.hooks.example.com", 8443),
+    )
+    assert settings.callback_allow_private is True
+
+
 def test_the_gateway_outlives_its_drain_and_autoscaling_owns_replicas() -> None:
     objects = render("gateway", GATEWAY_FULL)
     deployment = find(objects, "Deployment")

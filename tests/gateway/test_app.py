@@ -19,6 +19,7 @@ from kubefuncs.errors import ConfigError
 from kubefuncs.gateway import GatewaySettings, create_app, loads
 from kubefuncs.gateway.app import GATEWAY
 from kubefuncs.gateway.auth import sign_hs256
+from kubefuncs.gateway.callbacks import HostPattern
 from kubefuncs.runtime import Runtime
 from kubefuncs.transport import from_url
 
@@ -169,7 +170,10 @@ async def test_an_async_call_answers_202_then_the_result_by_id_and_callback() ->
 
     receiver = web.Application()
     receiver.router.add_post("/hook", hook)
-    async with TestServer(receiver) as hook_server, gateway() as client:
+    # (a receiver on 127.0.0.1: listed, and private addresses allowed)
+    settings = replace(SETTINGS, callback_hosts=(HostPattern("127.0.0.1"),))
+    settings = replace(settings, callback_allow_private=True)
+    async with TestServer(receiver) as hook_server, gateway(settings) as client:
         # When an async route is called with a callback URL
         r = await client.post(
             "/jobs/slow?s=0.1", headers={"X-Callback-Url": str(hook_server.make_url("/hook"))}

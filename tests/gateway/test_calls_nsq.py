@@ -43,6 +43,9 @@ def test_an_update_round_trips_with_a_relative_ttl() -> None:
     update = decode_update(encode_update("c1", RESULT, 2.5))
     assert (update.call_id, update.result, update.ttl_s) == ("c1", RESULT, 2.5)
     assert decode_update(encode_update("c2", CallResult(PENDING), 60)).result.state == PENDING
+    # the owner travels with every state, so each replica refuses other principals alike
+    owned = CallResult(PENDING, owner="api_key:alice")
+    assert decode_update(encode_update("c3", owned, 60)).result == owned
 
 
 def _packed(**changes: object) -> bytes:
@@ -62,7 +65,8 @@ def _packed(**changes: object) -> bytes:
         (msgpack.packb({(1, 2): 3}), "not msgpack"),  # a key Python cannot hash
         (_packed(id=""), "id must be"),
         (_packed(ttl_ms=0), "ttl_ms must be"),
-        (_packed(c=True), "c an integer"),
+        (_packed(c=True), "c must be an integer"),
+        (_packed(o=3), "o must be"),
         (_packed(s="maybe"), "s must be"),
         (_packed(b="text"), "b bytes"),
         (_packed(h={"x": 1}), "h must be"),

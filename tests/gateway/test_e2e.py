@@ -82,6 +82,8 @@ def gateway(bus: str, routes: Path, port: int) -> Proc:
         "KF_GATEWAY_API_KEYS": f"tests={KEY}",
         "KF_GATEWAY_MAX_BODY_BYTES": "65536",
         "KF_GATEWAY_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
+        "KF_GATEWAY_CALLBACK_HOSTS": "127.0.0.1",  # the tests' callback receivers
+        "KF_GATEWAY_CALLBACK_ALLOW_PRIVATE": "true",
         "KF_LOG_LEVEL": "WARNING",
     }
     return Proc(["kubefuncs.gateway", str(routes)], env)
