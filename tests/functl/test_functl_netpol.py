@@ -88,7 +88,7 @@ def test_metrics_from_defaults_to_the_namespace_and_empty_means_no_one() -> None
     [default] = policies(loads(f"functions: [{HELLO}]"))
     assert default["spec"]["ingress"][0]["from"] == [{"podSelector": {}}]
     [closed] = policies(
-        loads(f"functions: [{{name: a, handler: m:f, topic: t, network: {{metrics_from: []}}}}]")
+        loads("functions: [{name: a, handler: m:f, topic: t, network: {metrics_from: []}}]")
     )
     assert closed["spec"]["ingress"] == []
 
@@ -212,7 +212,8 @@ def test_the_cli_flag_reaches_the_renderer() -> None:
     [
         (
             "functions: [{name: a, handler: m:f, topic: t, network: {polcy: false}}]",
-            "f.yaml:3: functions[0].network.polcy: unknown field 'polcy'\n    fix: did you mean 'policy'?",
+            "f.yaml:3: functions[0].network.polcy: unknown field 'polcy'\n"
+            "    fix: did you mean 'policy'?",
         ),
         (
             "defaults: {network: {policy: 'no'}}\nfunctions: [" + HELLO + "]",
@@ -223,13 +224,15 @@ def test_the_cli_flag_reaches_the_renderer() -> None:
             "functions[0].network.egress[0].cidr: expected an IP range in CIDR notation",
         ),
         (
-            "functions: [{name: a, handler: m:f, topic: t, network: {egress: [{cidr: 10.0.0.300/8}]}}]",
+            "functions: [{name: a, handler: m:f, topic: t,\n"
+            "  network: {egress: [{cidr: 10.0.0.300/8}]}}]",
             "functions[0].network.egress[0].cidr: '10.0.0.300/8' is not an IP range",
         ),
         (
             "functions: [{name: a, handler: m:f, topic: t,\n"
             "  network: {egress: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}}]",
-            "f.yaml:4: functions[0].network.egress[0].except[0]: 192.168.0.0/16 is not inside cidr 10.0.0.0/8",
+            "f.yaml:4: functions[0].network.egress[0].except[0]: "
+            "192.168.0.0/16 is not inside cidr 10.0.0.0/8",
         ),
         (
             "functions: [{name: a, handler: m:f, topic: t,\n"
@@ -239,7 +242,8 @@ def test_the_cli_flag_reaches_the_renderer() -> None:
         (
             "functions: [{name: a, handler: m:f, topic: t,\n"
             "  network: {egress: [{cidr: 10.0.0.0/8, ports: [{port: 53, protocol: ICMP}]}]}}]",
-            "functions[0].network.egress[0].ports[0].protocol: expected TCP, UDP or SCTP, got string",
+            "functions[0].network.egress[0].ports[0].protocol: "
+            "expected TCP, UDP or SCTP, got string",
         ),
         (
             "functions: [{name: a, handler: m:f, topic: t, network: {metrics_from: [{pods: {}}]}}]",
