@@ -64,7 +64,8 @@ def _valkey(url: str, scheme: str) -> BusTarget:
         raise ValueError(f"bus URL {url!r}: database must be a number, got {db_text!r}")
     return BusTarget(
         "valkey",
-        address=f"{host}:{port}",
+        # brackets keep an IPv6 host apart from the port, as KEDA's address parser needs
+        address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         db=int(db_text),
         tls=VALKEY_SCHEMES[scheme],
         password_in_url=parts.password is not None,

@@ -120,33 +120,34 @@ def test_egress_is_dns_the_bus_and_the_functions_own_rules() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("valkey://kf-valkey:6379/0", {("chart", "kf", "", "valkey"): [6379]}),
-        (
-            "rediss://bus-valkey.data.svc.cluster.local:6380",
-            {("chart", "bus", "data", "valkey"): [6380]},
-        ),
-        ("valkey://10.1.2.3:6379", {("ip", "10.1.2.3/32"): [6379]}),
-        ("valkey://[fd00::5]:6379", {("ip", "fd00::5/128"): [6379]}),
-        ("valkey://redis.example.com:6379", {("any",): [6379]}),
-        ("valkey://kf-nsqlookupd:6379", {("any",): [6379]}),  # an NSQ Service is no Valkey
-        (
-            "nsq://kf-nsqlookupd:4161,kf-nsqlookupd.other:4161",
-            {
-                ("chart", "kf", "", ""): [4161, 4150, 4151],
-                ("chart", "kf", "other", ""): [4161, 4150, 4151],
-            },
-        ),
-        ("nsq://lookupd.example.com:4161", {("any",): [4161, 4150, 4151]}),
-        ("nsq://?nsqd=10.0.0.9:4150", {("ip", "10.0.0.9/32"): [4150, 4151]}),
-        (
-            "nsq://?nsqd=kf-nsqd:4150&nsqd_http=kf-nsqd:4152",
-            {("chart", "kf", "", ""): [4150, 4152]},
-        ),
-    ],
-)
+BUS_CASES: list[tuple[str, dict[tuple[str, ...], list[int]]]] = [
+    ("valkey://kf-valkey:6379/0", {("chart", "kf", "", "valkey"): [6379]}),
+    ("valkey://kf-valkey:6379?db=3", {("chart", "kf", "", "valkey"): [6379]}),
+    (
+        "rediss://bus-valkey.data.svc.cluster.local:6380",
+        {("chart", "bus", "data", "valkey"): [6380]},
+    ),
+    ("valkey://10.1.2.3:6379", {("ip", "10.1.2.3/32"): [6379]}),
+    ("valkey://[fd00::5]:6379", {("ip", "fd00::5/128"): [6379]}),
+    ("valkey://redis.example.com:6379", {("any",): [6379]}),
+    ("valkey://kf-nsqlookupd:6379", {("any",): [6379]}),  # an NSQ Service is no Valkey
+    (
+        "nsq://kf-nsqlookupd:4161,kf-nsqlookupd.other:4161",
+        {
+            ("chart", "kf", "", ""): [4161, 4150, 4151],
+            ("chart", "kf", "other", ""): [4161, 4150, 4151],
+        },
+    ),
+    ("nsq://lookupd.example.com:4161", {("any",): [4161, 4150, 4151]}),
+    ("nsq://?nsqd=10.0.0.9:4150", {("ip", "10.0.0.9/32"): [4150, 4151]}),
+    (
+        "nsq://?nsqd=kf-nsqd:4150&nsqd_http=kf-nsqd:4152",
+        {("chart", "kf", "", ""): [4150, 4152]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), BUS_CASES)
 def test_the_bus_destination_follows_the_bus_url(
     url: str, expected: dict[tuple[str, ...], list[int]]
 ) -> None:
