@@ -96,6 +96,23 @@ def test_removing_a_function_prunes_its_objects(kube: FakeKube, cluster: Cluster
     assert not any(name.startswith("demo-resize") for (_, _, name) in kube.objects)
 
 
+def test_switching_policies_off_prunes_them_after_the_pods(
+    kube: FakeKube, cluster: Cluster
+) -> None:
+    # Given the nsq release was applied with its NetworkPolicies
+    deploy.apply_all(cluster, rendered("nsq"), release="demo")
+    assert ("networkpolicies", "fns", "demo-echo") in kube.objects
+    # When it is applied again with --no-network-policy
+    off = render.Target("fns", "demo", network_policy=False)
+    changes = deploy.apply_all(cluster, rendered("nsq", off), release="demo")
+    # Then the policies are deleted and nothing else changes
+    assert {c.ref: c.action for c in changes if c.action != "unchanged"} == {
+        "networkpolicy.networking.k8s.io/demo-audit": "deleted",
+        "networkpolicy.networking.k8s.io/demo-echo": "deleted",
+    }
+    assert not any(plural == "networkpolicies" for (plural, _, _) in kube.objects)
+
+
 def test_prune_leaves_other_releases_and_foreign_objects_alone(
     kube: FakeKube, cluster: Cluster
 ) -> None:
@@ -254,6 +271,14 @@ def test_forbidden_names_the_permission(kube: FakeKube, cluster: Cluster) -> Non
         deploy.apply_all(cluster, rendered("nsq"), release="demo")
     assert e.value.exit_code == 4
     assert "cannot patch resource" in str(e.value) and "deployments.apps" in str(e.value)
+
+
+def test_forbidden_policies_name_the_permission_too(kube: FakeKube, cluster: Cluster) -> None:
+    # NetworkPolicies are applied first, so a missing grant shows up there
+    kube.forbidden.add(("patch", "networkpolicies"))
+    with pytest.raises(Forbidden) as e:
+        deploy.apply_all(cluster, rendered("nsq"), release="demo")
+    assert "networkpolicies.networking.k8s.io" in str(e.value).split("fix:")[1]
 
 
 def test_an_invalid_object_shows_the_servers_message(kube: FakeKube, cluster: Cluster) -> None:

@@ -206,6 +206,9 @@ def test_the_cli_flag_reaches_the_renderer() -> None:
     # the open bus rule is explained on stderr, never mixed into the manifests
     assert "warning:" in with_policy.stderr and "warning:" not in with_policy.stdout
     assert without.stderr == ""
+    # and given before the subcommand, as every shared flag may be
+    before = CliRunner().invoke(main, ["--no-network-policy", "render", "-f", path])
+    assert before.exit_code == 0 and "kind: NetworkPolicy" not in before.stdout
 
 
 @pytest.mark.parametrize(
