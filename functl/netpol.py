@@ -8,7 +8,7 @@ The bus destination comes from the bus URL, host by host:
   (``app.kubernetes.io/instance: <instance>``, ``app.kubernetes.io/component: bus``);
 * an IP literal: that address (/32 or /128);
 * any other host name: a NetworkPolicy cannot name hosts, so the bus ports are open to
-  every destination, unless a ``network.egress`` rule covers them; :func:`warnings` says so.
+  every destination, except those a ``network.egress`` rule lists; :func:`warnings` says so.
 
 NSQ consumers also reach the nsqd nodes nsqlookupd reports (TCP 4150, HTTP 4151): they go
 with the lookupd's destination when it is a chart Service, otherwise to any destination.
@@ -97,13 +97,13 @@ def egress_rules(fn: Function, bus: BusTarget) -> list[Obj]:
     return [dns, *bus_rules(bus, covered=_covered_ports(fn.network.egress)), *extra]
 
 
-def bus_rules(bus: BusTarget, covered: frozenset[int] | None) -> list[Obj]:
-    """One egress rule per bus destination; an open rule keeps only ports not ``covered``
-    (None: every port is covered) by the function's own egress rules."""
+def bus_rules(bus: BusTarget, covered: frozenset[int]) -> list[Obj]:
+    """One egress rule per bus destination; the open rule (any destination) keeps only the
+    ports the function's own egress rules do not list (``covered``)."""
     rules = []
     for dest, ports in destinations(bus).items():
         if dest == ("any",):
-            ports = [p for p in ports if covered is not None and p not in covered]
+            ports = [p for p in ports if p not in covered]
             if not ports:
                 continue
         rule: Obj = {"ports": [_port(p, "TCP") for p in sorted(ports)]}
@@ -175,14 +175,16 @@ def _dest_peer(dest: Dest) -> Obj:
     return peer
 
 
-def _covered_ports(egress: Iterable[Mapping[str, Any]]) -> frozenset[int] | None:
-    """TCP ports the function's own egress rules open; None when one opens every port."""
-    ports: set[int] = set()
-    for rule in egress:
-        if not rule.get("ports"):
-            return None
-        ports.update(p["port"] for p in rule["ports"] if p.get("protocol", "TCP") == "TCP")
-    return frozenset(ports)
+def _covered_ports(egress: Iterable[Mapping[str, Any]]) -> frozenset[int]:
+    """TCP ports the function's own egress rules list. A rule without ports does not count:
+    it is more likely an unrelated destination than the bus's range, and dropping the open
+    bus rule for it would cut the function off its bus."""
+    return frozenset(
+        p["port"]
+        for rule in egress
+        for p in rule.get("ports") or ()
+        if p.get("protocol", "TCP") == "TCP"
+    )
 
 
 def _extra(raw: Mapping[str, Any]) -> Obj:

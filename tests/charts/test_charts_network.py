@@ -68,6 +68,7 @@ def functions_file(url: str) -> dict[str, Any]:
                     "egress": [
                         {"cidr": "192.0.2.0/24", "ports": [{"port": 4161}, {"port": 6379}]},
                         {"cidr": "10.9.0.0/16", "except": ["10.9.1.0/24"]},
+                        {"cidr": "2001:db8::/32", "ports": [{"port": 4150, "protocol": "UDP"}]},
                     ],
                 },
             },

@@ -184,6 +184,19 @@ def test_an_egress_rule_covering_the_bus_ports_replaces_the_open_rule() -> None:
     assert render.warnings(s, TARGET) == []
 
 
+def test_an_egress_rule_without_ports_leaves_the_bus_reachable() -> None:
+    # Given an open bus and an all-ports rule to some other range
+    s = loads(
+        "functions: [{name: hello, handler: m:f, topic: t,\n"
+        "  network: {egress: [{cidr: 198.51.100.0/24}]}}]",
+        bus="valkey://redis.example.com:6379/0",
+    )
+    [policy] = policies(s)
+    # Then the bus port stays open (the rule may well be another destination)
+    assert {"ports": [{"port": 6379, "protocol": "TCP"}]} in policy["spec"]["egress"]
+    assert len(render.warnings(s, TARGET)) == 1
+
+
 def test_policy_false_and_the_flag_switch_policies_off_and_on() -> None:
     s = loads(
         f"functions: [{HELLO}, {{name: b, handler: m:f, topic: u, network: {{policy: false}}}}]"

@@ -132,13 +132,11 @@ lookupd's destination when it is a chart Service, otherwise to any destination.
 
 {{/*
 Egress rules to the bus (netpol.bus_rules); call with (dict "bus" $bus "egress" rules).
-The open rule keeps only the ports the function's own egress rules do not cover.
+The open rule keeps only the ports the function's own egress rules do not list.
 */}}
 {{- define "gateway.busRules" -}}
 {{- $covered := list -}}
-{{- $all := false -}}
 {{- range .egress -}}
-{{- if not .ports -}}{{- $all = true -}}{{- end -}}
 {{- range .ports -}}
 {{- if eq (.protocol | default "TCP") "TCP" -}}{{- $covered = append $covered (int64 .port) -}}{{- end -}}
 {{- end -}}
@@ -147,7 +145,7 @@ The open rule keeps only the ports the function's own egress rules do not cover.
 {{- range $d := include "gateway.busDestinations" .bus | fromJsonArray -}}
 {{- $ports := list -}}
 {{- range $d.ports -}}
-{{- if or $d.peer (and (not $all) (not (has (int64 .) $covered))) -}}
+{{- if or $d.peer (not (has (int64 .) $covered)) -}}
 {{- $ports = append $ports (printf "%05d" (int64 .)) -}}
 {{- end -}}
 {{- end -}}
