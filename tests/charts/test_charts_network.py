@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from charts_helm import CHARTS, NAMESPACE, RELEASE, Obj, find, render, run_helm, template_args
+from charts_schemas import errors
 from test_charts_function import IMAGE, by_identity, is_hook
 
 from tests.functl.test_functl_netpol import BUS_CASES
@@ -93,6 +94,7 @@ def test_the_function_chart_renders_functls_policies(tmp_path: Path, url: str) -
     ]
     for key, obj in expected.items():
         assert actual[key] == obj, key
+        assert errors(obj) == [], key
 
 
 def test_the_switch_turns_every_policy_off(tmp_path: Path) -> None:
@@ -159,6 +161,7 @@ def test_the_bus_charts_let_in_only_kubefuncs_pods_and_keda(
 def test_the_bus_charts_take_more_namespaces_and_no_keda(tmp_path: Path) -> None:
     values = {"networkPolicy": {"kedaNamespace": "", "allowNamespaces": ["fns"]}}
     [policy] = policies(render("valkey", (write(tmp_path, values),)))
+    assert errors(policy) == []
     kubefuncs = {"matchLabels": {"app.kubernetes.io/part-of": "kubefuncs"}}
     assert policy["spec"]["ingress"][0]["from"] == [
         {"podSelector": kubefuncs},
@@ -204,7 +207,10 @@ def gateway_with_callbacks(tmp_path: Path, values: dict[str, Any]) -> list[Obj]:
     args[2] = str(copy)
     result = run_helm(*args)
     assert result.code == 0, result.stderr
-    return policies(d for d in yaml.safe_load_all(result.stdout) if d)
+    found = policies(d for d in yaml.safe_load_all(result.stdout) if d)
+    for policy in found:  # strictly valid, as every rendered object
+        assert errors(policy) == []
+    return found
 
 
 def test_callback_egress_follows_the_callback_hosts(tmp_path: Path) -> None:
@@ -235,5 +241,6 @@ def test_the_gateway_takes_extra_egress_and_restricted_ingress(tmp_path: Path) -
     extra = {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}], "ports": [{"port": 443}]}
     values = {"networkPolicy": {"ingressFrom": [peer], "extraEgress": [extra]}}
     [policy] = policies(render("gateway", (write(tmp_path, values),)))
+    assert errors(policy) == []
     assert policy["spec"]["ingress"][0]["from"] == [peer]
     assert policy["spec"]["egress"][-1] == extra
