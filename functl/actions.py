@@ -37,6 +37,7 @@ class Flags:
     dry_run: bool = False
     prune: bool = True
     force_conflicts: bool = False
+    network_policy: bool | None = None  # None: network.policy of the file decides
 
 
 def load(flags: Flags) -> Spec:
@@ -44,12 +45,20 @@ def load(flags: Flags) -> Spec:
 
 
 def target(flags: Flags) -> Target:
-    return Target(flags.namespace, flags.release, flags.image)
+    return Target(flags.namespace, flags.release, flags.image, flags.network_policy)
 
 
-def manifests(flags: Flags) -> list[Obj]:
-    """Every object of the release (``functl render``)."""
-    return render.render(load(flags), target(flags))
+def _quiet(message: str) -> None:
+    del message
+
+
+def manifests(flags: Flags, warn: Echo = _quiet) -> list[Obj]:
+    """Every object of the release (``functl render``); ``warn`` gets the warnings."""
+    s = load(flags)
+    objects = render.render(s, target(flags))
+    for line in render.warnings(s, target(flags)):
+        warn(line)
+    return objects
 
 
 def connect(flags: Flags) -> deploy.ClusterLike:
@@ -74,6 +83,8 @@ def apply_release(
     """Render, prepare the bus, server-side apply, prune (``functl apply``)."""
     s = load(flags)
     objects = render.render(s, target(flags))
+    for line in render.warnings(s, target(flags)):
+        echo(line)
     cluster = cluster or connect(flags)
     if not flags.dry_run and not flags.skip_bus:
         asyncio.run(busops.prepare(bus_url(flags, s), flags.bus_password, channels(s), echo))
@@ -90,8 +101,10 @@ def apply_release(
     return changes
 
 
-def diff_release(flags: Flags, cluster: deploy.ClusterLike | None = None) -> str:
-    objects = manifests(flags)
+def diff_release(
+    flags: Flags, cluster: deploy.ClusterLike | None = None, warn: Echo = _quiet
+) -> str:
+    objects = manifests(flags, warn)
     return deploy.diff_all(
         cluster or connect(flags), objects, release=flags.release, prune=flags.prune
     )
@@ -135,13 +148,20 @@ def cluster_functions(
     )
 
 
-def validate(flags: Flags) -> str:
+def validate(flags: Flags, warn: Echo = _quiet) -> str:
     """Check the file and that it renders; a one-line summary. The image is a deploy-time
     flag, so a missing one is only mentioned."""
     s = load(flags)
     placeholder = flags.image is None and s.image is None
-    t = Target(flags.namespace, flags.release, "IMAGE" if placeholder else flags.image)
+    t = Target(
+        flags.namespace,
+        flags.release,
+        "IMAGE" if placeholder else flags.image,
+        flags.network_policy,
+    )
     objects = render.render(s, t)
+    for line in render.warnings(s, t):
+        warn(line)
     schedules = sum(len(fn.schedules) for fn in s.functions)
     note = " (no image: pass --image when applying)" if placeholder else ""
     return (

@@ -20,6 +20,7 @@ class BusTarget:
     db: int = 0
     tls: bool = False
     lookupd: tuple[str, ...] = ()  # nsqlookupd HTTP host:port
+    nsqd: tuple[str, ...] = ()  # direct nsqd TCP and HTTP host:port (nsq://?nsqd=...)
     password_in_url: bool = False
     prefix: str = ""  # key prefix (Valkey, default "kf") / topic name prefix (NSQ)
 
@@ -32,11 +33,22 @@ def parse(url: str) -> BusTarget:
         return _valkey(url, scheme)
     if scheme == "nsq":
         hosts = tuple(h for h in parts.netloc.split(",") if h)
-        prefix = parse_qs(parts.query).get("prefix", [""])[0]
-        return BusTarget("nsq", lookupd=hosts, prefix=prefix)
+        query = parse_qs(parts.query)
+        return BusTarget(
+            "nsq", lookupd=hosts, nsqd=_nsqd(query), prefix=query.get("prefix", [""])[0]
+        )
     if scheme == "memory":
         return BusTarget("memory")
     raise ValueError(f"unknown bus URL scheme {scheme!r} in {url!r}")
+
+
+def _nsqd(query: dict[str, list[str]]) -> tuple[str, ...]:
+    """Direct nsqd addresses, TCP then HTTP (TCP port + 1 when nsqd_http is not given)."""
+    tcp = [a for v in query.get("nsqd", []) for a in v.split(",") if a.strip()]
+    http = [a for v in query.get("nsqd_http", []) for a in v.split(",") if a.strip()]
+    if not http:
+        http = [f"{h}:{int(p) + 1}" for h, _, p in (a.rpartition(":") for a in tcp) if p.isdigit()]
+    return tuple(a.strip() for a in tcp + http)
 
 
 def _valkey(url: str, scheme: str) -> BusTarget:
@@ -52,7 +64,8 @@ def _valkey(url: str, scheme: str) -> BusTarget:
         raise ValueError(f"bus URL {url!r}: database must be a number, got {db_text!r}")
     return BusTarget(
         "valkey",
-        address=f"{host}:{port}",
+        # brackets keep an IPv6 host apart from the port, as KEDA's address parser needs
+        address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         db=int(db_text),
         tls=VALKEY_SCHEMES[scheme],
         password_in_url=parts.password is not None,

@@ -14,7 +14,14 @@ import click
 
 from . import actions, cmd_bus, cmd_manifests, conformance, dev
 from .errors import FunctlError
-from .options import apply_options, bus_options, cluster_options, flags, release_options
+from .options import (
+    apply_options,
+    bus_options,
+    cluster_options,
+    flags,
+    network_option,
+    release_options,
+)
 from .output import manifests_yaml
 
 COMMANDS: list[click.Command] = [
@@ -53,6 +60,7 @@ class FunctlGroup(click.Group):
     "--apply", "do_apply", is_flag=True, help="apply the release instead of printing its manifests"
 )
 @release_options
+@network_option
 @cluster_options
 @bus_options
 @apply_options
@@ -70,7 +78,8 @@ def main(ctx: click.Context, /, do_apply: bool, **given: Any) -> None:
     if do_apply:
         actions.apply_release(ctx.obj, click.echo)
     else:
-        click.echo(manifests_yaml(actions.manifests(ctx.obj)), nl=False)
+        objects = actions.manifests(ctx.obj, lambda m: click.echo(m, err=True))
+        click.echo(manifests_yaml(objects), nl=False)
 
 
 def register(group: click.Group) -> None:

@@ -12,6 +12,7 @@ from .options import (
     bus_options,
     cluster_options,
     flags,
+    network_option,
     output_option,
     release_options,
 )
@@ -19,18 +20,24 @@ from .output import manifests_json, manifests_yaml
 from .output import render as show
 
 
+def warn(message: str) -> None:
+    click.echo(message, err=True)
+
+
 @click.command()
 @release_options
+@network_option
 @output_option("yaml", ("yaml", "json"))
 @click.pass_context
 def render(ctx: click.Context, /, output: str, **given: Any) -> None:
     """Print the Kubernetes manifests of the release (multi-document YAML, or a JSON List)."""
-    objects = actions.manifests(flags(ctx, **given))
+    objects = actions.manifests(flags(ctx, **given), warn)
     click.echo(manifests_yaml(objects) if output == "yaml" else manifests_json(objects), nl=False)
 
 
 @click.command()
 @release_options
+@network_option
 @cluster_options
 @bus_options
 @apply_options
@@ -42,12 +49,13 @@ def apply(ctx: click.Context, /, **given: Any) -> None:
 
 @click.command()
 @release_options
+@network_option
 @cluster_options
 @click.option("--prune/--no-prune", default=None, help="also show objects prune would delete")
 @click.pass_context
 def diff(ctx: click.Context, /, **given: Any) -> None:
     """Show what apply would change, as a unified diff. Exit code 1 when there are changes."""
-    text = actions.diff_release(flags(ctx, **given))
+    text = actions.diff_release(flags(ctx, **given), warn=warn)
     click.echo(text, nl=False)
     ctx.exit(1 if text else 0)
 
@@ -111,7 +119,8 @@ def list_functions(
 
 @click.command()
 @release_options
+@network_option
 @click.pass_context
 def validate(ctx: click.Context, /, **given: Any) -> None:
     """Check functions.yaml (schema, references, rendering). Exit code 2 when invalid."""
-    click.echo(actions.validate(flags(ctx, **given)))
+    click.echo(actions.validate(flags(ctx, **given), warn))

@@ -26,23 +26,27 @@ Obj = dict[str, Any]
 # kind -> (group, version, plural); all namespaced
 KINDS: dict[str, tuple[str, str, str]] = {
     "TriggerAuthentication": ("keda.sh", "v1alpha1", "triggerauthentications"),
+    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
     "Deployment": ("apps", "v1", "deployments"),
     "ScaledObject": ("keda.sh", "v1alpha1", "scaledobjects"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "CronJob": ("batch", "v1", "cronjobs"),
 }
 KEDA_KINDS = ("ScaledObject", "TriggerAuthentication")
-# delete what scales or starts pods before what runs them
+# delete what scales or starts pods before what runs them, and a policy only after the
+# pods it isolates
 DELETE_ORDER = (
     "CronJob",
     "ScaledObject",
     "HorizontalPodAutoscaler",
     "Deployment",
+    "NetworkPolicy",
     "TriggerAuthentication",
 )
 RBAC_HINT = (
     "functl needs get, list, patch and delete on deployments.apps, cronjobs.batch, "
-    "horizontalpodautoscalers.autoscaling, scaledobjects.keda.sh and triggerauthentications.keda.sh"
+    "horizontalpodautoscalers.autoscaling, networkpolicies.networking.k8s.io, "
+    "scaledobjects.keda.sh and triggerauthentications.keda.sh"
 )
 
 

@@ -42,6 +42,15 @@ class Schedule:
 
 
 @dataclass(frozen=True, slots=True)
+class Network:
+    """The function's NetworkPolicy settings (``network:``)."""
+
+    policy: bool
+    metrics_from: tuple[Mapping[str, Mapping[str, str]], ...]  # {namespaceSelector, podSelector}
+    egress: tuple[Mapping[str, Any], ...]  # {cidr, except, ports: [{port, protocol}]}
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     prefix: str
     methods: tuple[str, ...] | None  # None: any method
@@ -78,6 +87,7 @@ class Function:
     annotations: Mapping[str, str]
     log_level: str
     log_format: str
+    network: Network
     schedules: tuple[Schedule, ...]
     routes: tuple[Route, ...]
 

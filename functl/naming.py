@@ -28,6 +28,7 @@ class Target:
     namespace: str
     release: str
     image: str | None = None  # --image: overrides the file's image:
+    network_policy: bool | None = None  # --[no-]network-policy: overrides network.policy
 
 
 def release_selector(release: str) -> dict[str, str]:
@@ -52,6 +53,13 @@ def labels(target: Target, name: str, component: str) -> dict[str, str]:
         COMPONENT: component,
         "app.kubernetes.io/part-of": PART_OF,
         MANAGED_BY: MANAGER,
+    }
+
+
+def selector(target: Target, name: str, component: str) -> dict[str, str]:
+    """The labels a workload's pods are selected by (Deployment selector, NetworkPolicy)."""
+    return {
+        k: v for k, v in labels(target, name, component).items() if k in (NAME, INSTANCE, COMPONENT)
     }
 
 

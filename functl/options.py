@@ -61,6 +61,13 @@ release_options = _stack(
     ),
 )
 
+network_option = click.option(
+    "--network-policy/--no-network-policy",
+    default=None,
+    help="render a NetworkPolicy for every function, or for none "
+    "[default: network.policy of the file, true unless set]",
+)
+
 cluster_options = _stack(
     click.option(
         "--kubeconfig",

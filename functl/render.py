@@ -2,8 +2,10 @@
 
 ``render(spec, Target(namespace, release, image))`` returns plain dicts in apply order:
 the release's TriggerAuthentication (when the bus has a password Secret), then for each
-function in file order its Deployment, its ScaledObject (or HorizontalPodAutoscaler when
-``scaling.keda`` is false) and one CronJob per schedule.
+function in file order its NetworkPolicy (plus one for its schedule pods; unless
+``network.policy`` or ``--no-network-policy`` turns them off), its Deployment, its
+ScaledObject (or HorizontalPodAutoscaler when ``scaling.keda`` is false) and one CronJob
+per schedule.
 
 Every object carries the app.kubernetes.io labels; ``instance`` (the release) and
 ``managed-by: functl`` are what apply selects on to prune.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from . import busurl, cron, keda
+from . import busurl, cron, keda, netpol
 from .errors import Issue, SpecError, UsageError
 from .model import Spec
 from .naming import Obj, Target
@@ -34,10 +36,17 @@ def render(spec: Spec, target: Target) -> list[Obj]:
     if auth is not None:
         objects.append(auth)
     for fn in spec.functions:
+        # the policy first, so the function's pods never run unisolated
+        objects.extend(netpol.policies(fn, target, bus))
         objects.append(deployment(spec, fn, target, image))
         objects.append(keda.scaler(spec, fn, target, bus))
         objects.extend(cron.cronjobs(spec, fn, target, image))
     return objects
+
+
+def warnings(spec: Spec, target: Target) -> list[str]:
+    """What the user should know about the rendered objects (printed on stderr)."""
+    return netpol.warnings(spec, target, deployable_bus(spec))
 
 
 def check_target(target: Target) -> None:

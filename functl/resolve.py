@@ -13,8 +13,9 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
+from . import netpol
 from .errors import Issue
-from .model import Bus, Function, Retry, Route, Scaling, Schedule, Spec
+from .model import Bus, Function, Network, Retry, Route, Scaling, Schedule, Spec
 from .yamlmarks import Marked, Path, format_path
 
 BUILTIN: dict[str, Any] = {
@@ -33,8 +34,9 @@ BUILTIN: dict[str, Any] = {
     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     "run_as_user": 10001,
     "log": {"level": "INFO", "format": "json"},
+    "network": {"policy": True, "metrics_from": [{"podSelector": {}}], "egress": []},
 }
-_MERGED = ("retry", "scaling", "nodeSelector", "labels", "annotations", "log")
+_MERGED = ("retry", "scaling", "nodeSelector", "labels", "annotations", "log", "network")
 _APPENDED = ("envFrom", "secrets")
 GRACE_MARGIN_S = 5.0
 
@@ -139,6 +141,7 @@ class Resolver:
             annotations=s["annotations"],
             log_level=s["log"]["level"],
             log_format=s["log"]["format"],
+            network=self.network(i, raw, s["network"]),
             schedules=self.schedules(i, raw.get("schedule")),
             routes=self.routes(i, raw.get("routes"), timeout_s),
         )
@@ -210,6 +213,11 @@ class Resolver:
             int(s["polling_s"]),
             int(s["cpu_percent"]),
         )
+
+    def network(self, i: int, raw: Mapping[str, Any], n: Mapping[str, Any]) -> Network:
+        for rel, problem, hint in netpol.check(n):
+            self.issue((*self.where(i, raw, "network", str(rel[0])), *rel[1:]), problem, hint)
+        return Network(bool(n["policy"]), tuple(n["metrics_from"]), tuple(n["egress"]))
 
     def schedules(self, i: int, raw: Any) -> tuple[Schedule, ...]:
         items = [] if raw is None else raw if isinstance(raw, list) else [raw]
@@ -290,6 +298,7 @@ _SETTING_KEYS = (
     "labels",
     "annotations",
     "log",
+    "network",
 )
 
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 import math
 
 from .model import HEALTH_PORT, Function, Spec
-from .naming import COMPONENT, INSTANCE, NAME, Obj, Target, labels, metadata, object_name
+from .naming import Obj, Target, labels, metadata, object_name, selector
 
 TERMINATION_MARGIN_S = 5
 
 
 def deployment(spec: Spec, fn: Function, target: Target, image: str | None) -> Obj:
     name = object_name(target, fn.name)
-    selector = {
-        k: v
-        for k, v in labels(target, fn.name, "function").items()
-        if k in (NAME, INSTANCE, COMPONENT)
-    }
+    pod_selector = selector(target, fn.name, "function")
     # no spec.replicas: KEDA or the HPA own the replica count, and applying one would fight them
     return {
         "apiVersion": "apps/v1",
@@ -24,7 +20,7 @@ def deployment(spec: Spec, fn: Function, target: Target, image: str | None) -> O
         "metadata": metadata(target, name, fn, "function"),
         "spec": {
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": selector},
+            "selector": {"matchLabels": pod_selector},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},

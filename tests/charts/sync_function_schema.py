@@ -2,9 +2,9 @@
 
 The function chart takes a functions.yaml as its values, so its schema is functl's schema,
 rewritten for Helm: draft-07 (``definitions`` instead of ``$defs``; Helm 3 validates with
-a draft-04/06/07 validator), ``global`` allowed (Helm passes it to subcharts), the one
-chart-only value ``prepareBus``, and an empty ``functions`` list allowed (the chart's
-default installs nothing).
+a draft-04/06/07 validator), ``global`` allowed (Helm passes it to subcharts), the
+chart-only values ``prepareBus`` and ``networkPolicy``, and an empty ``functions`` list
+allowed (the chart's default installs nothing).
 
     python tests/charts/sync_function_schema.py    # rewrite the chart's schema
 
@@ -45,6 +45,13 @@ def chart_schema(functl_schema: dict[str, Any]) -> dict[str, Any]:
     props["prepareBus"] = {
         "type": "boolean",
         "description": "Chart only: a pre-install/pre-upgrade Job creates every topic and channel.",
+    }
+    props["networkPolicy"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"enabled": {"type": "boolean"}},
+        "description": "Chart only: enabled false renders no NetworkPolicy "
+        "(functl --no-network-policy).",
     }
     props["functions"] = {**props["functions"], "minItems": 0}
     return schema

@@ -89,7 +89,7 @@ def test_the_chart_schema_is_functls_schema() -> None:
 def test_a_hook_prepares_every_channel_before_install_like_functl_apply(tmp_path: Path) -> None:
     # Given a functions.yaml with several topics and channels
     path = ROOT / "tests" / "functl" / "data" / "valkey.yaml"
-    job = next(o for o in render("function", (str(path),)) if is_hook(o))
+    job = next(o for o in render("function", (str(path),)) if is_hook(o) and o["kind"] == "Job")
     # Then a pre-install/pre-upgrade Job runs before the functions exist ...
     assert job["kind"] == "Job"
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"

@@ -41,7 +41,7 @@ def test_first_apply_creates_every_object_with_server_side_apply(
     changes = deploy.apply_all(cluster, rendered("valkey"), release="demo")
     # Then every object is created, through SSA PATCHes owned by the field manager functl
     assert set(actions(changes).values()) == {"created"}
-    assert len(kube.objects) == 10
+    assert len(kube.objects) == 14
     for obj in kube.objects.values():
         assert [m["manager"] for m in obj["metadata"]["managedFields"]] == ["functl"]
     assert ("PATCH", "/apis/apps/v1/namespaces/fns/deployments/demo-hello") in kube.requests
@@ -64,6 +64,8 @@ def test_a_changed_setting_configures_only_that_object(kube: FakeKube, cluster: 
     )
     changes = deploy.apply_all(cluster, render.render(spec.loads(text), TARGET), release="demo")
     assert actions(changes) == {
+        "networkpolicy.networking.k8s.io/demo-echo": "unchanged",
+        "networkpolicy.networking.k8s.io/demo-audit": "unchanged",
         "deployment.apps/demo-echo": "unchanged",
         "scaledobject.keda.sh/demo-echo": "configured",
         "deployment.apps/demo-audit": "unchanged",
@@ -80,15 +82,35 @@ def test_removing_a_function_prunes_its_objects(kube: FakeKube, cluster: Cluster
     s = load("valkey")
     smaller = spec.Spec(s.file, s.image, s.bus, tuple(f for f in s.functions if f.name != "resize"))
     changes = deploy.apply_all(cluster, render.render(smaller, TARGET), release="demo")
-    # Then its Deployment, ScaledObject and CronJobs are deleted, scalers before the Deployment
+    # Then its Deployment, ScaledObject, CronJobs and NetworkPolicies are deleted, scalers
+    # before the Deployment, the policies only after the pods they isolate
     deleted = [c.ref for c in changes if c.action == "deleted"]
     assert deleted == [
         "cronjob.batch/demo-resize-hourly",
         "cronjob.batch/demo-resize-nightly",
         "scaledobject.keda.sh/demo-resize",
         "deployment.apps/demo-resize",
+        "networkpolicy.networking.k8s.io/demo-resize",
+        "networkpolicy.networking.k8s.io/demo-resize-schedule",
     ]
     assert not any(name.startswith("demo-resize") for (_, _, name) in kube.objects)
+
+
+def test_switching_policies_off_prunes_them_after_the_pods(
+    kube: FakeKube, cluster: Cluster
+) -> None:
+    # Given the nsq release was applied with its NetworkPolicies
+    deploy.apply_all(cluster, rendered("nsq"), release="demo")
+    assert ("networkpolicies", "fns", "demo-echo") in kube.objects
+    # When it is applied again with --no-network-policy
+    off = render.Target("fns", "demo", network_policy=False)
+    changes = deploy.apply_all(cluster, rendered("nsq", off), release="demo")
+    # Then the policies are deleted and nothing else changes
+    assert {c.ref: c.action for c in changes if c.action != "unchanged"} == {
+        "networkpolicy.networking.k8s.io/demo-audit": "deleted",
+        "networkpolicy.networking.k8s.io/demo-echo": "deleted",
+    }
+    assert not any(plural == "networkpolicies" for (plural, _, _) in kube.objects)
 
 
 def test_prune_leaves_other_releases_and_foreign_objects_alone(
@@ -150,7 +172,7 @@ def test_the_hpa_keda_generates_with_our_labels_is_never_pruned(
 def test_no_prune_keeps_removed_functions(kube: FakeKube, cluster: Cluster) -> None:
     deploy.apply_all(cluster, rendered("nsq"), release="demo")
     changes = deploy.apply_all(cluster, [], release="demo", prune=False)
-    assert changes == [] and len(kube.objects) == 4
+    assert changes == [] and len(kube.objects) == 6
 
 
 def test_dry_run_reports_but_persists_nothing(kube: FakeKube, cluster: Cluster) -> None:
@@ -229,7 +251,7 @@ def test_diff_shows_changes_and_pruned_objects_and_nothing_when_in_sync(
 def test_delete_removes_the_whole_release(kube: FakeKube, cluster: Cluster) -> None:
     deploy.apply_all(cluster, rendered("valkey"), release="demo")
     changes = deploy.delete_all(cluster, release="demo")
-    assert len(changes) == 10 and kube.objects == {}
+    assert len(changes) == 14 and kube.objects == {}
     assert deploy.delete_all(cluster, release="demo") == []
 
 
@@ -251,9 +273,17 @@ def test_forbidden_names_the_permission(kube: FakeKube, cluster: Cluster) -> Non
     assert "cannot patch resource" in str(e.value) and "deployments.apps" in str(e.value)
 
 
+def test_forbidden_policies_name_the_permission_too(kube: FakeKube, cluster: Cluster) -> None:
+    # NetworkPolicies are applied first, so a missing grant shows up there
+    kube.forbidden.add(("patch", "networkpolicies"))
+    with pytest.raises(Forbidden) as e:
+        deploy.apply_all(cluster, rendered("nsq"), release="demo")
+    assert "networkpolicies.networking.k8s.io" in str(e.value).split("fix:")[1]
+
+
 def test_an_invalid_object_shows_the_servers_message(kube: FakeKube, cluster: Cluster) -> None:
     bad = rendered("nsq")
-    bad[1]["spec"]["pollingInterval"] = "often"
+    bad[2]["spec"]["pollingInterval"] = "often"
     with pytest.raises(Rejected) as e:
         deploy.apply_all(cluster, bad, release="demo")
     assert e.value.exit_code == 5
@@ -274,7 +304,10 @@ def test_keda_not_installed_is_reported_on_apply_and_tolerated_on_delete(
     with pytest.raises(Rejected, match=r"(?s)could not find the requested resource.*install KEDA"):
         deploy.apply_all(cluster, rendered("nsq"), release="demo")
     changes = deploy.delete_all(cluster, release="demo")
-    assert [c.ref for c in changes] == ["deployment.apps/demo-echo"]
+    assert [c.ref for c in changes] == [
+        "deployment.apps/demo-echo",
+        "networkpolicy.networking.k8s.io/demo-echo",
+    ]
 
 
 def test_no_kubeconfig_is_cluster_unreachable(tmp_path: Path) -> None:

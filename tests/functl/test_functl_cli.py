@@ -66,7 +66,7 @@ def test_without_apply_the_kubefunctl_interface_prints_the_manifests(runner: Cli
     code, out, _ = run(runner, "--image", "img:1", *RELEASE, "--functions", NSQ)
     assert code == 0
     docs = list(yaml.safe_load_all(out))
-    assert [d["kind"] for d in docs] == ["Deployment", "ScaledObject", "Deployment", "ScaledObject"]
+    assert [d["kind"] for d in docs] == ["NetworkPolicy", "Deployment", "ScaledObject"] * 2
     assert out.startswith("---\n")
 
 
@@ -101,7 +101,7 @@ def test_an_invalid_file_exits_2_with_file_line_and_no_traceback(
 
 def test_validate_reports_a_summary(runner: CliRunner) -> None:
     code, out, _ = run(runner, "validate", "-f", VALKEY)
-    assert code == 0 and "3 function(s), 3 schedule(s), 3 route(s), 10 object(s)" in out
+    assert code == 0 and "3 function(s), 3 schedule(s), 3 route(s), 14 object(s)" in out
 
 
 def test_list_prints_a_table_or_yaml(runner: CliRunner) -> None:
@@ -156,10 +156,10 @@ def test_apply_reapply_diff_prune_delete_end_to_end(
     code, out, err = run(runner, "--apply", *flags, "--functions", NSQ)
     assert (code, err) == (0, "")
     assert "bus topic echo channel echo ready" in out and "deployment.apps/demo-echo created" in out
-    assert out.rstrip().endswith("release demo in namespace fns: 4 created")
+    assert out.rstrip().endswith("release demo in namespace fns: 6 created")
     # Then re-applying changes nothing and diff agrees (exit 0)
     code, out, _ = run(runner, "apply", *flags, "-f", NSQ)
-    assert code == 0 and out.rstrip().endswith("4 unchanged")
+    assert code == 0 and out.rstrip().endswith("6 unchanged")
     assert run(runner, "diff", *flags[:-2], "-f", NSQ)[0] == 0
     # When a function leaves the file Then diff exits 1 and apply prunes it
     smaller = tmp_path / "functions.yaml"

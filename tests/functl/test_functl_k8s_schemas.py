@@ -45,6 +45,7 @@ def test_the_shipped_example_renders_valid_objects() -> None:
         ("TriggerAuthentication", ("spec", "secretTargetRef", 0, "extra")),
         ("CronJob", ("spec", "jobTemplate", "spec", "retries")),
         ("HorizontalPodAutoscaler", ("spec", "minimum")),
+        ("NetworkPolicy", ("spec", "egress", 1, "to", 0, "host")),
     ],
 )
 def test_the_checks_reject_unknown_fields(kind: str, path: tuple[str | int, ...]) -> None:

@@ -46,7 +46,7 @@ def test_deployment_runs_the_handler_with_the_runtime_environment() -> None:
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
     # Then the container runs the kubefuncs runtime with every KF_* variable
     assert c["command"] == ["python", "-m", "kubefuncs", "example.resize:handle"]
-    assert env["KF_BUS_URL"] == "valkey://valkey.kubefuncs.svc:6379/0"
+    assert env["KF_BUS_URL"] == "valkey://kubefuncs-valkey.kubefuncs.svc:6379/0"
     assert env["KF_BUS_PASSWORD"] == {"secretKeyRef": {"name": "valkey", "key": "password"}}
     expected = {
         "KF_FUNCTION_NAME": "resize",
@@ -121,7 +121,7 @@ def test_valkey_scaled_object_scales_on_lag_and_keeps_busy_replicas() -> None:
     triggers = {t["name"]: t for t in spec_["triggers"]}
     assert {t["type"] for t in triggers.values()} == {"redis-streams"}
     common = {
-        "address": "valkey.kubefuncs.svc:6379",
+        "address": "kubefuncs-valkey.kubefuncs.svc:6379",
         "databaseIndex": "0",
         "consumerGroup": "resizer",
     }

@@ -16,6 +16,7 @@ resources:
   limits: {memory: 256Mi}
 run_as_user: 10001
 log: {level: INFO, format: json}
+network: {policy: true, metrics_from: [{podSelector: {}}], egress: []}
 {{- end -}}
 
 {{- define "function.reservedEnv" -}}
@@ -59,12 +60,12 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $tail := trimPrefix $netloc $rest -}}
 {{- $hostport := regexReplaceAll "^.*@" $netloc "" -}}
 {{- $userinfo := ternary (regexReplaceAll "@[^@]*$" $netloc "") "" (contains "@" $netloc) -}}
-{{- $bus := dict "kind" "unknown" "address" "" "db" 0 "tls" false "lookupd" (list) "passwordInUrl" (contains ":" $userinfo) -}}
+{{- $bus := dict "kind" "unknown" "address" "" "db" 0 "tls" false "lookupd" (list) "nsqd" (list) "passwordInUrl" (contains ":" $userinfo) -}}
 {{- if has $scheme (list "valkey" "redis" "valkeys" "rediss") -}}
 {{- $host := regexReplaceAll ":[0-9]*$" $hostport "" -}}
 {{- $port := regexFind ":[0-9]+$" $hostport | trimPrefix ":" | default "6379" -}}
 {{- $path := regexReplaceAll "[?#].*$" $tail "" | trimAll "/" -}}
-{{- $db := $path | default (regexFind "[?&]db=[^&#]*" $tail | regexReplaceAll "^[?&]db=" "") | default "0" -}}
+{{- $db := $path | default (regexReplaceAll "^[?&]db=" (regexFind "[?&]db=[^&#]*" $tail) "") | default "0" -}}
 {{- if not $host -}}{{- fail (printf "bus.url: %q has no host" $url) -}}{{- end -}}
 {{- if not (regexMatch "^[0-9]+$" $db) -}}{{- fail (printf "bus.url: %q: database must be a number, got %q" $url $db) -}}{{- end -}}
 {{- $_ := set $bus "kind" "valkey" -}}
@@ -74,6 +75,15 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- else if eq $scheme "nsq" -}}
 {{- $_ := set $bus "kind" "nsq" -}}
 {{- $_ = set $bus "lookupd" (compact (splitList "," $netloc)) -}}
+{{- /* direct nsqd addresses, TCP then HTTP (TCP port + 1 without nsqd_http; busurl._nsqd) */ -}}
+{{- $tcp := compact (splitList "," (regexReplaceAll "^[?&]nsqd=" (regexFind "[?&]nsqd=[^&#]*" $tail) "")) -}}
+{{- $http := compact (splitList "," (regexReplaceAll "^[?&]nsqd_http=" (regexFind "[?&]nsqd_http=[^&#]*" $tail) "")) -}}
+{{- if not $http -}}
+{{- range $tcp -}}
+{{- $http = append $http (printf "%s:%d" (regexReplaceAll ":[0-9]+$" . "") (add1 (atoi (regexFind "[0-9]+$" .)))) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ = set $bus "nsqd" (concat $tcp $http) -}}
 {{- else if eq $scheme "memory" -}}
 {{- $_ := set $bus "kind" "memory" -}}
 {{- end -}}
@@ -112,7 +122,7 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $own := index .raw $key -}}
 {{- $default := index .defaults $key -}}
 {{- $value := "" -}}
-{{- if has $key (list "retry" "scaling" "nodeSelector" "labels" "annotations" "log") -}}
+{{- if has $key (list "retry" "scaling" "nodeSelector" "labels" "annotations" "log" "network") -}}
 {{- $value = dict -}}
 {{- range $src := list (index $builtin $key) $default $own -}}
 {{- range $k, $x := ($src | default dict) -}}{{- $_ := set $value $k $x -}}{{- end -}}
@@ -146,7 +156,7 @@ Call with (dict "raw" $fn "i" $index "Values" $.Values).
 {{- $where := printf "functions[%d]" (int .i) -}}
 {{- $defaults := .Values.defaults | default dict -}}
 {{- $s := dict -}}
-{{- range $key := list "concurrency" "timeout_s" "grace_s" "retry" "scaling" "resources" "env" "envFrom" "secrets" "nodeSelector" "tolerations" "affinity" "serviceAccountName" "run_as_user" "labels" "annotations" "log" -}}
+{{- range $key := list "concurrency" "timeout_s" "grace_s" "retry" "scaling" "resources" "env" "envFrom" "secrets" "nodeSelector" "tolerations" "affinity" "serviceAccountName" "run_as_user" "labels" "annotations" "log" "network" -}}
 {{- $_ := set $s $key (include "function.setting" (dict "raw" $raw "defaults" $defaults "key" $key) | fromJson).value -}}
 {{- end -}}
 {{- /* entrypoint */ -}}
@@ -229,6 +239,7 @@ Call with (dict "raw" $fn "i" $index "Values" $.Values).
   "labels" $s.labels
   "annotations" $s.annotations
   "log" $s.log
+  "network" $s.network
   "schedules" $schedules
 -}}
 {{- toJson $fn -}}
