@@ -188,3 +188,21 @@ def test_valkey_keeps_the_password_out_of_the_pod_spec_and_never_evicts() -> Non
 def test_sample_values_files_exist_for_every_chart() -> None:
     for chart in ("valkey", "nsq", "gateway", "function", "kubefuncs"):
         assert list(Path(VALUES).glob(f"{chart}-*.yaml")), chart
+
+
+def test_a_jwt_public_key_secret_is_mounted_where_the_gateway_reads_it() -> None:
+    from kubefuncs.gateway.settings import GatewaySettings
+
+    deployment = find(render("gateway", GATEWAY_FULL), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    env = container_env(deployment)
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "jwt-public-key")
+    volume = next(v for v in pod["volumes"] if v["name"] == "jwt-public-key")
+    assert volume["secret"] == {
+        "secretName": "gateway-jwt-public",
+        "items": [{"key": "key.pem", "path": "key.pem"}],
+    }
+    assert env["KF_GATEWAY_JWT_PUBLIC_KEY_FILE"] == f"{mount['mountPath']}/key.pem"
+    assert env["KF_GATEWAY_JWKS_URL"] == "https://auth.example.com/.well-known/jwks.json"
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    assert GatewaySettings.from_env(plain).auth_failures_per_min == 60
