@@ -176,7 +176,8 @@ class ValkeySubscription(Subscription):
                 batch = await self._fetch(min(free, self.transport.read_count))
             except (RedisError, OSError, TransportError) as e:
                 failures += 1
-                self.transport.mark(False)
+                if not isinstance(e, ResponseError):  # an answer: the server is there
+                    self.transport.mark(False)
                 log.warning("reading %s/%s failed (%s); retrying", self.topic, self.channel, e)
                 await asyncio.sleep(backoff_s(failures))
                 continue
