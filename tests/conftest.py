@@ -30,6 +30,16 @@ def redis_server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
+def cache_valkey() -> Iterator[ServerProcess]:
+    """A valkey-server of the test's own without persistence: a restart comes back empty,
+    like a cache-style Valkey or a pod that lost its volume."""
+    server = ServerProcess("valkey-server", persistent=False)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def valkey_url(valkey_server: ServerProcess, request: pytest.FixtureRequest) -> str:
     """A Valkey URL with a prefix of its own, so tests never see each other's keys."""
     return f"valkey://127.0.0.1:{valkey_server.port}/0?prefix={_prefix(request)}"

@@ -5,7 +5,6 @@ with what the server now holds, and what is published then waits for the functio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ functions:
     handler: example.hello:hello
     topic: hello
 """
-
-
-@pytest.fixture
-def cache_valkey() -> Iterator[ServerProcess]:
-    server = ServerProcess("valkey-server", persistent=False)
-    server.start()
-    yield server
-    server.close()
 
 
 def functl(path: Path, bus: str, *args: str) -> tuple[int, str]:

@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from kubefuncs import wire
+from kubefuncs import Function, wire
 from kubefuncs.errors import ConfigError
 from kubefuncs.gateway import GatewaySettings, create_app, loads
 from kubefuncs.gateway.app import GATEWAY
@@ -45,17 +45,25 @@ SETTINGS = GatewaySettings(
 )
 
 
+Client = TestClient[web.Request, web.Application]
+
+
 @contextlib.asynccontextmanager
-async def gateway(
-    settings: GatewaySettings = SETTINGS, **function_settings: Any
-) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    """The app and the ``behave`` function on a private memory bus."""
+async def served(
+    fn: Function,
+    settings: GatewaySettings,
+    routes: str,
+    prepare: Callable[[web.Application], None] | None = None,
+) -> AsyncIterator[Client]:
+    """The gateway app for ``routes`` and ``fn`` on a private memory bus (``prepare`` may
+    change the app before it serves)."""
     transport = from_url(f"memory://{wire.new_id()}")
     await transport.connect()
-    fn = behave.with_settings(replace(behave.settings, **function_settings))
     runtime = Runtime(fn, transport=transport)
     task = asyncio.create_task(runtime.run())
-    app = create_app(settings, loads(ROUTES), transport=transport)
+    app = create_app(settings, loads(routes), transport=transport)
+    if prepare is not None:
+        prepare(app)
     try:
         async with TestClient(TestServer(app)) as client:
             yield client
@@ -63,6 +71,14 @@ async def gateway(
         runtime.stop()
         await task
         await transport.close()
+
+
+def gateway(
+    settings: GatewaySettings = SETTINGS, **function_settings: Any
+) -> contextlib.AbstractAsyncContextManager[Client]:
+    """The app and the ``behave`` function on a private memory bus."""
+    fn = behave.with_settings(replace(behave.settings, **function_settings))
+    return served(fn, settings, ROUTES)
 
 
 async def test_a_request_travels_as_a_message_and_the_reply_comes_back() -> None:

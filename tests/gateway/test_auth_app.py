@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,14 +13,12 @@ import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from kubefuncs import wire
 from kubefuncs.gateway import GatewaySettings, create_app, loads
 from kubefuncs.gateway.auth import sign_hs256
 from kubefuncs.gateway.frontdoor import refuse_bad_requests
-from kubefuncs.runtime import Runtime
-from kubefuncs.transport import from_url
 
 from .fns import behave
+from .test_app import Client, served
 from .test_jwks import RSA_A, provider, token
 
 ROUTES = """
@@ -42,29 +39,18 @@ SETTINGS = GatewaySettings(
     auth_failures_per_min=60,  # one a second back
     auth_failures_burst=3,
 )
-Client = TestClient[web.Request, web.Application]
 
 
-@contextlib.asynccontextmanager
-async def serve(
+def serve(
     settings: GatewaySettings = SETTINGS, *, bare: bool = False
-) -> AsyncIterator[Client]:
+) -> contextlib.AbstractAsyncContextManager[Client]:
     """The app with the ``behave`` function on a private memory bus (``bare``: without the
     middleware that refuses non-UTF-8 headers, to show the auth path is safe alone)."""
-    transport = from_url(f"memory://{wire.new_id()}")
-    await transport.connect()
-    runtime = Runtime(behave, transport=transport)
-    task = asyncio.create_task(runtime.run())
-    app = create_app(settings, loads(ROUTES), transport=transport)
-    if bare:
+
+    def strip(app: web.Application) -> None:
         app.middlewares.remove(refuse_bad_requests)
-    try:
-        async with TestClient(TestServer(app)) as client:
-            yield client
-    finally:
-        runtime.stop()
-        await task
-        await transport.close()
+
+    return served(behave, settings, ROUTES, strip if bare else None)
 
 
 def bearer(claims: dict[str, Any]) -> dict[str, str]:

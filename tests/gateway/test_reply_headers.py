@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import msgpack
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
-from kubefuncs import HttpRequest, HttpResponse, function, wire
-from kubefuncs.gateway import GatewaySettings, create_app, loads
+from kubefuncs import HttpRequest, HttpResponse, function
+from kubefuncs.gateway import GatewaySettings
 from kubefuncs.gateway.calls import DONE, CallResult
-from kubefuncs.runtime import Runtime
-from kubefuncs.transport import from_url
+
+from .test_app import Client, served
 
 BAD_HEADERS = {
     "crlf-value": ("x-bad", "a\r\nSet-Cookie: session=stolen"),
@@ -37,21 +34,9 @@ async def bad_headers(request: HttpRequest) -> HttpResponse:
     return HttpResponse(200, {"x-good": "kept", "x-tab": "a\tb", name: value}, b"hi")
 
 
-@contextlib.asynccontextmanager
-async def gateway() -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    transport = from_url(f"memory://{wire.new_id()}")
-    await transport.connect()
-    runtime = Runtime(bad_headers, transport=transport)
-    task = asyncio.create_task(runtime.run())
+def gateway() -> contextlib.AbstractAsyncContextManager[Client]:
     routes = "routes:\n  /s/: bad-headers\n  /a/: {topic: bad-headers, async: true}\n"
-    app = create_app(GatewaySettings(bus_url="memory://"), loads(routes), transport=transport)
-    try:
-        async with TestClient(TestServer(app)) as client:
-            yield client
-    finally:
-        runtime.stop()
-        await task
-        await transport.close()
+    return served(bad_headers, GatewaySettings(bus_url="memory://"), routes)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_HEADERS))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from tests.runtime.test_process import FAST, lines, ready, start_fn, status, wai
 from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture
-def cache_valkey() -> Iterator[ServerProcess]:
-    server = ServerProcess("valkey-server", persistent=False)
-    server.start()
-    yield server
-    server.close()
 
 
 def _url(server: ServerProcess) -> str:
