@@ -89,6 +89,19 @@ async def event_load(
         await asyncio.sleep(pause_s)
 
 
+def start_load(
+    base: str, ledger: Ledger, transport: Transport
+) -> tuple[asyncio.Event, list[asyncio.Task[None]]]:
+    """HTTP traffic through the gateway at ``base`` and events straight to the bus, until
+    the returned event is set (then await the tasks)."""
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(http_load(base, ledger.requests, stop)),
+        asyncio.create_task(event_load(transport, ledger.events, stop)),
+    ]
+    return stop, tasks
+
+
 def records(path: Path) -> list[tuple[str, int, str, int]]:
     """The function's notes: (``start``/``done``, pid, event id, attempt)."""
     if not path.exists():

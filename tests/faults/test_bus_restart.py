@@ -20,7 +20,7 @@ import pytest
 from kubefuncs.transport import from_url
 
 from tests.faults.ledger import Ledger
-from tests.faults.load import event_load, http_load, settle
+from tests.faults.load import settle, start_load
 from tests.faults.stack import FaultBus, function, gateway, stop_all, tracebacks
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -46,11 +46,7 @@ async def test_a_bus_restart_under_load_loses_nothing_it_promised_to_keep(
     try:
         fn.wait_http(f"{base}/f/warm-up", expect=b"sha256")
         await transport.connect()
-        stop = asyncio.Event()
-        load = [
-            asyncio.create_task(http_load(base, ledger.requests, stop)),
-            asyncio.create_task(event_load(transport, ledger.events, stop)),
-        ]
+        stop, load = start_load(base, ledger, transport)
         await asyncio.sleep(2.0)
         # When the bus is SIGKILLed and is back 1 s later
         await asyncio.to_thread(bus.kill)

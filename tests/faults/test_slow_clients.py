@@ -18,7 +18,7 @@ import pytest
 from kubefuncs.transport import from_url
 
 from tests.faults.ledger import Ledger
-from tests.faults.load import event_load, http_load, settle
+from tests.faults.load import settle, start_load
 from tests.faults.stack import ROUTE, FaultBus, function, gateway, stop_all, tracebacks
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -84,11 +84,7 @@ async def test_slow_clients_are_closed_while_the_load_is_served(tmp_path: Path) 
     try:
         fn.wait_http(f"{base}/f/warm-up", expect=b"sha256")
         await transport.connect()
-        stop = asyncio.Event()
-        load = [
-            asyncio.create_task(http_load(base, ledger.requests, stop)),
-            asyncio.create_task(event_load(transport, ledger.events, stop)),
-        ]
+        stop, load = start_load(base, ledger, transport)
         await asyncio.sleep(1.0)
         # When the slow clients come, all at once, while the load goes on
         slow = await asyncio.gather(
