@@ -99,9 +99,10 @@ def render(doc: dict[str, Any], checks: list[str], languages: list[str]) -> str:
                 row.append(_cell(cells.get((lang, bus, check)), notes))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append(
-        f"From the test run of {doc['generated']} (NSQ: the {doc.get('nsq', 'nsqd double')})."
-    )
+    nsq = doc.get("nsq", "nsqd double")
+    lines.append(f"From the test run of {doc['generated']} (NSQ: the {nsq}).")
+    if notes:
+        lines.append("")
     lines += [f"{n}. {why}" for why, n in notes.items()]
     return "\n".join(lines)
 

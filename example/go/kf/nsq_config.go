@@ -226,6 +226,12 @@ func allot(inFlight []int, limit, offset int, primary []bool) []int {
 	}
 	free := maxInt(0, limit-held)
 	base, extra := free/count, free%count
+	if primary == nil {
+		primary = make([]bool, count)
+		for i := range primary {
+			primary[i] = true
+		}
+	}
 	groups := [2][]int{}
 	for i, p := range primary {
 		if p {
