@@ -35,7 +35,13 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 SKIPPED_ON = {"valkey": set(), "nsq": {"redelivery-after-crash", "poison-entry"}}
 # the checks of this module beyond the suite's, as the table of docs/other-languages.md
 # names them (the NSQ-only ones are SKIP on Valkey, with the reason)
-EXTRA_CHECKS = ("graceful-sigterm", "dead-letter-replay", "nsq-rdy-budget", "nsq-touch")
+EXTRA_CHECKS = (
+    "graceful-sigterm",
+    "dead-letter-replay",
+    "valkey-empty-restart",  # test_bus_restart.py
+    "nsq-rdy-budget",
+    "nsq-touch",
+)
 NSQ_ONLY = "an NSQ behaviour (RDY counts, TOUCH against nsqd's msg_timeout): no Valkey equivalent"
 
 

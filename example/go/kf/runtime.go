@@ -195,6 +195,9 @@ func (rt *Runtime) start(m *Message) {
 	rt.work.Add(1)
 	go func() {
 		defer func() {
+			if r := recover(); r != nil { // a bug must not take the process down: redelivered
+				rt.log.Error(fmt.Sprintf("handling failed: %v; the bus redelivers it", r), fields{"attempt": m.Attempt})
+			}
 			atomic.AddInt32(&rt.inFlight, -1)
 			rt.work.Done()
 			select {
