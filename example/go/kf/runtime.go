@@ -2,14 +2,10 @@ package kf
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand"
-	"net"
-	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,7 +66,8 @@ type TypedError interface {
 
 type namedError struct{ typ, msg string }
 
-func (e *namedError) Error() string     { return e.msg }
+func (e *namedError) Error() string { return e.msg }
+
 func (e *namedError) ErrorType() string { return e.typ }
 
 // NewError is an error with a type name.
@@ -344,54 +341,6 @@ func (rt *Runtime) replyError(env *Envelope, err error) {
 	}
 }
 
-// ToHTTPResponse maps a handler's return value to an http-response as the Python runtime
-// does: a map with status as it is; nil -> 204; bytes, str -> 200; anything else -> JSON.
-func ToHTTPResponse(result any) *Map {
-	text := func(ct string, body []byte) *Map {
-		return NewMap("status", int64(200), "headers", NewMap("content-type", ct), "body", body)
-	}
-	switch x := result.(type) {
-	case *Map:
-		if status, ok := x.Get("status"); ok {
-			headers, _ := x.Get("headers")
-			if headers == nil {
-				headers = &Map{}
-			}
-			body, _ := x.Get("body")
-			if body == nil {
-				body = []byte{}
-			}
-			return NewMap("status", status, "headers", headers, "body", body)
-		}
-	case nil:
-		return NewMap("status", int64(204), "headers", &Map{}, "body", []byte{})
-	case []byte:
-		return text("application/octet-stream", x)
-	case string:
-		return text("text/plain; charset=utf-8", []byte(x))
-	}
-	data, _ := json.Marshal(toPlain(result))
-	return text("application/json", data)
-}
-
-func toPlain(v any) any {
-	switch x := v.(type) {
-	case *Map:
-		out := map[string]any{}
-		for i, k := range x.Keys {
-			out[k] = toPlain(x.Values[i])
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, item := range x {
-			out[i] = toPlain(item)
-		}
-		return out
-	}
-	return v
-}
-
 // Stop: stop taking messages, let in-flight work finish within the grace period. What is
 // still unsettled then stays pending and is redelivered after the visibility timeout.
 func (rt *Runtime) Stop() {
@@ -415,55 +364,3 @@ func (rt *Runtime) Stop() {
 func (rt *Runtime) Ready() bool {
 	return rt.consuming.Load() && !rt.stopping.Load() && !rt.died.Load() && rt.bus.Connected()
 }
-
-// ServeHealth serves /healthz (alive) and /readyz on addr; "" turns it off.
-func ServeHealth(addr string, rt *Runtime) (*http.Server, error) {
-	if addr == "" {
-		return nil, nil
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !rt.Ready() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	listener, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("KF_HEALTH_ADDR %s: %v", addr, err)
-	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = server.Serve(listener) }()
-	return server, nil
-}
-
-// Logger writes one JSON object per line.
-type Logger struct {
-	mu    sync.Mutex
-	level int
-}
-
-// NewLogger logs at level (Python's numbers: 20 = INFO) and above.
-func NewLogger(level int) *Logger { return &Logger{level: level} }
-
-func (l *Logger) write(level int, name, message string, extra fields) {
-	if level < l.level {
-		return
-	}
-	line := fields{"time": time.Now().UTC().Format(time.RFC3339Nano), "level": name,
-		"logger": "kubefuncs-go", "message": message}
-	for k, v := range extra {
-		line[k] = v
-	}
-	data, _ := json.Marshal(line)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, _ = os.Stdout.Write(append(data, '\n'))
-}
-
-// Info, Warn and Error log a line with extra fields (message id, attempt).
-func (l *Logger) Info(message string, extra fields)  { l.write(20, "info", message, extra) }
-func (l *Logger) Warn(message string, extra fields)  { l.write(30, "warn", message, extra) }
-func (l *Logger) Error(message string, extra fields) { l.write(40, "error", message, extra) }
