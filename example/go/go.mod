@@ -12,12 +12,7 @@ require github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 // Built offline from Debian's packages (golang-github-gomodule-redigo-dev,
 // golang-github-vmihailenco-msgpack.v5-dev): GOPROXY=off GOFLAGS=-mod=mod go build.
 replace (
-	github.com/davecgh/go-spew => /usr/share/gocode/src/github.com/davecgh/go-spew
 	github.com/gomodule/redigo => /usr/share/gocode/src/github.com/gomodule/redigo
-	github.com/pmezard/go-difflib => /usr/share/gocode/src/github.com/pmezard/go-difflib
-	github.com/stretchr/objx => /usr/share/gocode/src/github.com/stretchr/objx
-	github.com/stretchr/testify => /usr/share/gocode/src/github.com/stretchr/testify
 	github.com/vmihailenco/msgpack/v5 => /usr/share/gocode/src/github.com/vmihailenco/msgpack/v5
 	github.com/vmihailenco/tagparser/v2 => /usr/share/gocode/src/github.com/vmihailenco/tagparser/v2
-	gopkg.in/yaml.v3 => /usr/share/gocode/src/gopkg.in/yaml.v3
 )
