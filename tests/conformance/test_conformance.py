@@ -39,6 +39,8 @@ EXTRA_CHECKS = (
     "graceful-sigterm",
     "dead-letter-replay",
     "valkey-empty-restart",  # test_bus_restart.py
+    "health-and-readiness",  # test_process.py
+    "bad-setting-exits-2",
     "nsq-rdy-budget",
     "nsq-touch",
 )
