@@ -28,6 +28,7 @@ typecheck:  ## mypy strict on the three packages, through their installed names
 bench: setup
 	$(VENV)/python bench/runtime.py
 	$(VENV)/python bench/gateway.py
+	$(VENV)/python bench/languages.py
 
 clean:
 	rm -rf .venv .ci/tools build .pytest_cache .mypy_cache .ruff_cache

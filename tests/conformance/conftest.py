@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conformance.report import Report, report_path
 from tests.nsq.support import bus_url, real_nsq
 from tests.nsq_double import NsqdProcess
 
@@ -23,6 +24,17 @@ def nsq_server() -> Iterator[NsqServer]:
         return
     with NsqdProcess(lookupd_http_port=0) as proc:
         yield proc.tcp_address, proc.http_address, proc.lookupd_http_address, False
+
+
+@pytest.fixture(scope="session")
+def conformance_report() -> Iterator[Report]:
+    """What the conformance tests saw, merged into build/conformance.json at the end (the
+    source of the table in docs/other-languages.md)."""
+    report = Report()
+    if real_nsq() is not None:
+        report.nsq = "real nsqd"
+    yield report
+    report.write(report_path())
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Start a function (Python runtime or the Node example) as a subprocess on a real Valkey
-or on NSQ (the nsqd double as a process, or a real nsqd from the environment)."""
+"""Start a function (Python runtime, the Node example or the Go example) as a subprocess on
+a real Valkey or on NSQ (the nsqd double as a process, or a real nsqd from the
+environment)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -28,12 +30,16 @@ from tests.servers import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "example" / "node"
+GO_DIR = ROOT / "example" / "go"
 VISIBILITY_S = 2
+LANGUAGES = ("python", "node", "go")
 
 
 def command(language: str) -> list[str]:
     if language == "python":
         return [sys.executable, "-m", "kubefuncs", "tests.conformance.conformance_fn:serve"]
+    if language == "go":
+        return [str(go_binary())]
     node = require_binary("node")
     require_node_modules()
     return [node, str(NODE_DIR / "function.js")]
@@ -45,6 +51,24 @@ def require_node_modules() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def go_binary() -> Path:
+    """The Go example, built once per source hash (example/go/build caches it under
+    .ci/tools/go). Locally a missing go skips; under CI=true it fails (.ci/setup installs
+    Debian's golang-go)."""
+    require_binary("go")
+    return _built_go()
+
+
+@functools.cache
+def _built_go() -> Path:
+    run = subprocess.run(
+        [str(GO_DIR / "build")], capture_output=True, text=True, timeout=600, check=False
+    )
+    if run.returncode != 0:
+        pytest.fail(f"example/go/build failed:\n{run.stdout}{run.stderr}")
+    return Path(run.stdout.strip().splitlines()[-1])
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""The Python runtime and the Node example both pass the conformance suite on real Valkey
-and on NSQ (the nsqd double as a process, or a real nsqd when configured).
+"""The Python runtime, the Node example and the Go example all pass the conformance suite
+on real Valkey and on NSQ (the nsqd double as a process, or a real nsqd when configured).
 
 One test body per behaviour, run against each language on each bus: the suite
 (kubefuncs.conformance), a graceful SIGTERM, a dead letter replayed; on NSQ also the RDY
-counts within the concurrency and TOUCH during long work, as nsqd's /stats shows them. The
-CLI tests check only parsing, output lines and exit codes.
+counts within the concurrency and TOUCH during long work, as nsqd's /stats shows them.
+Every outcome goes into the report behind the table of docs/other-languages.md
+(tests/conformance/report.py). The CLI tests check only parsing, output lines and exit
+codes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from kubefuncs.functl.cli import main as functl
 from kubefuncs.transport import DeadLetter, Transport
 from kubefuncs.transport._nsq_config import NsqConfig, side_topic
 
-from tests.conformance.functions import Served, nsq_channels, nsq_clients, serve
+from tests.conformance.functions import LANGUAGES, Served, nsq_channels, nsq_clients, serve
+from tests.conformance.report import Report
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -30,30 +33,56 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 # the suite's crashed consumer and its poison entries are Valkey ones
 # (client/conformance.py): skipped on NSQ
 SKIPPED_ON = {"valkey": set(), "nsq": {"redelivery-after-crash", "poison-entry"}}
+# the checks of this module beyond the suite's, as the table of docs/other-languages.md
+# names them (the NSQ-only ones are SKIP on Valkey, with the reason)
+EXTRA_CHECKS = (
+    "graceful-sigterm",
+    "dead-letter-replay",
+    "valkey-empty-restart",  # test_bus_restart.py
+    "health-and-readiness",  # test_process.py
+    "bad-setting-exits-2",
+    "nsq-rdy-budget",
+    "nsq-touch",
+)
+NSQ_ONLY = "an NSQ behaviour (RDY counts, TOUCH against nsqd's msg_timeout): no Valkey equivalent"
 
 
-@pytest.fixture(params=["python", "node"])
+def kind(bus_url: str) -> str:
+    return "nsq" if bus_url.startswith("nsq://") else "valkey"
+
+
+@pytest.fixture(params=LANGUAGES)
 def function(request: pytest.FixtureRequest, bus: str) -> Iterator[Served]:
     with serve(request.param, bus) as served:
         yield served
 
 
-async def test_function_passes_every_conformance_check(function: Served) -> None:
+async def test_function_passes_every_conformance_check(
+    function: Served, conformance_report: Report
+) -> None:
     # Given a function serving a topic on Valkey or NSQ
     opts = conformance.Options(function.bus_url, function.topic, dead_letter_timeout_s=20)
     # When the suite drives it through the contract
     results = await conformance.run(opts)
     # Then every check passes, but for those that do not apply to the bus
+    for r in results:
+        conformance_report.record(function.language, kind(function.bus_url), r.name, r.ok, r.detail)
     report = "\n".join(r.line() for r in results)
     assert [r.name for r in results] == [name for name, _ in conformance.CHECKS], report
     failed = [r.name for r in results if r.ok is False]
     skipped = {r.name for r in results if r.ok is None}
-    kind = "nsq" if function.bus_url.startswith("nsq://") else "valkey"
     log = f"{report}\n--- {function.language} log:\n{function.log()}"
-    assert (failed, skipped) == ([], SKIPPED_ON[kind]), log
+    assert (failed, skipped) == ([], SKIPPED_ON[kind(function.bus_url)]), log
 
 
-async def test_sigterm_finishes_in_flight_work_and_exits_0(function: Served) -> None:
+async def test_sigterm_finishes_in_flight_work_and_exits_0(
+    function: Served, conformance_report: Report
+) -> None:
+    with conformance_report.checking(function.language, kind(function.bus_url), "graceful-sigterm"):
+        await _sigterm(function)
+
+
+async def _sigterm(function: Served) -> None:
     # Given a function in the middle of a call
     async with Client(function.bus_url) as client:
         payload = {"conformance": "echo", "value": "slow", "sleep_ms": 700}
@@ -66,9 +95,14 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0(function: Served) -> 
     assert code == 0, function.log()
 
 
-@pytest.mark.parametrize("language", ["python", "node"])
-async def test_a_replayed_dead_letter_is_consumed_again(language: str, bus: str) -> None:
-    with serve(language, bus, KF_MAX_ATTEMPTS="1") as function:
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_replayed_dead_letter_is_consumed_again(
+    language: str, bus: str, conformance_report: Report
+) -> None:
+    with (
+        conformance_report.checking(language, kind(bus), "dead-letter-replay"),
+        serve(language, bus, KF_MAX_ATTEMPTS="1") as function,
+    ):
         await _replay_then_dead_again(function)
 
 
@@ -101,8 +135,24 @@ async def _dead_letter(
             await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("language", ["python", "node"])
-async def test_on_nsq_the_rdy_counts_add_up_to_the_concurrency(language: str, nsq_url: str) -> None:
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_nsq_only_checks_say_why_they_skip_on_valkey(
+    language: str, conformance_report: Report
+) -> None:
+    for check in ("nsq-rdy-budget", "nsq-touch"):
+        conformance_report.record(language, "valkey", check, None, NSQ_ONLY)
+    assert set(EXTRA_CHECKS) >= {"nsq-rdy-budget", "nsq-touch"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_on_nsq_the_rdy_counts_add_up_to_the_concurrency(
+    language: str, nsq_url: str, conformance_report: Report
+) -> None:
+    with conformance_report.checking(language, "nsq", "nsq-rdy-budget"):
+        await _rdy_budget(language, nsq_url)
+
+
+async def _rdy_budget(language: str, nsq_url: str) -> None:
     # Given a function with KF_CONCURRENCY=3, reading T and T.C.replay on NSQ
     with serve(language, nsq_url, KF_CONCURRENCY="3") as function:
         main_topic = NsqConfig.from_url(function.bus_url).wire(function.topic)
@@ -137,8 +187,15 @@ async def test_on_nsq_the_rdy_counts_add_up_to_the_concurrency(language: str, ns
     assert rdy.most_common(1)[0][0] == 3 and max(rdy) <= 4, busy
 
 
-@pytest.mark.parametrize("language", ["python", "node"])
-async def test_on_nsq_long_work_is_touched_not_redelivered(language: str, nsq_url: str) -> None:
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_on_nsq_long_work_is_touched_not_redelivered(
+    language: str, nsq_url: str, conformance_report: Report
+) -> None:
+    with conformance_report.checking(language, "nsq", "nsq-touch"):
+        await _touched(language, nsq_url)
+
+
+async def _touched(language: str, nsq_url: str) -> None:
     # Given a function on NSQ with nsqd's shortest msg_timeout (1 s)
     with serve(language, f"{nsq_url}&msg_timeout_s=1") as function:
         # When its handler works for 1.6 s

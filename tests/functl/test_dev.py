@@ -11,6 +11,7 @@ import pytest
 from kubefuncs.functl import spec as specs
 from kubefuncs.functl.dev import plan
 
+from tests.conformance.functions import go_binary
 from tests.procs import ROOT, Proc
 from tests.servers import ServerProcess, free_port
 
@@ -123,6 +124,7 @@ def test_functl_dev_on_valkey_serves_the_node_function_through_the_gateway(
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    go_binary()  # the example's Go function too (example/go/run), built before it starts
     port = free_port()
     bus = f"valkey://127.0.0.1:{valkey_server.port}/0?prefix=devnode{port}"
     dev = Proc(
@@ -134,6 +136,7 @@ def test_functl_dev_on_valkey_serves_the_node_function_through_the_gateway(
         dev.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=30)
         # Then the Node function (upper-cases the body) and the Python one both answer
         assert asyncio.run(_post_until(f"http://127.0.0.1:{port}/upper/", b"hello")) == "HELLO"
+        assert asyncio.run(_post_until(f"http://127.0.0.1:{port}/upper-go/", b"go")) == "GO"
         assert asyncio.run(_get(f"http://127.0.0.1:{port}/test/x")) == (200, "pong")
         assert "started upper" in dev.output()
     finally:

@@ -17,6 +17,7 @@ from kubefuncs.gateway import GatewaySettings, create_app, loads
 from kubefuncs.runtime import Runtime
 from kubefuncs.transport import Transport, from_url
 
+from tests.conformance.functions import go_binary
 from tests.nsq.support import eventually, nsq_url
 from tests.nsq_double import NsqdProcess
 from tests.procs import Proc
@@ -119,6 +120,7 @@ async def test_the_gateway_answers_http_through_nsq(running: Running) -> None:
 @pytest.mark.slow
 def test_functl_dev_serves_the_example_on_nsq() -> None:
     # Given nsqd + nsqlookupd (the double, as a process) and `functl dev --bus nsq://...`
+    go_binary()  # the example's Go function (example/go/run), built before it starts
     with NsqdProcess(lookupd_http_port=0) as nsqd:
         port = free_port()
         bus = f"nsq://{nsqd.lookupd_http_address}"
