@@ -23,7 +23,7 @@ WORKDIR /src
 
 # Dependencies first, from the lock file: this layer is reused until they change.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project --no-editable
+RUN uv sync --frozen --no-dev --extra otel --no-install-project --no-editable
 
 # Then the package itself, installed (not editable) into the same virtualenv, byte-compiled
 # here because the containers run with a read-only root filesystem.
@@ -33,7 +33,7 @@ COPY pyproject.toml README.m[d] ./
 COPY client/ client/
 COPY gateway/ gateway/
 COPY functl/ functl/
-RUN uv sync --frozen --no-dev --no-editable
+RUN uv sync --frozen --no-dev --extra otel --no-editable
 
 
 FROM python:3.11-slim-bookworm

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Mapping
 
+from . import tracing
 from .errors import ConfigError, LifespanFailed, LoopFailed
 from .function import Function, as_function
 from .health import health_app, serve
@@ -48,6 +49,15 @@ def prepare(argv: list[str], env: Mapping[str, str]) -> Function:
 
 
 async def serve_function(fn: Function, started_at: float) -> None:
+    tracer = tracing.configure(fn.name)  # None unless OTEL_* ask for traces
+    try:
+        await _serve(fn, started_at)
+    finally:
+        if tracer is not None:
+            tracer.shutdown()  # export what is buffered
+
+
+async def _serve(fn: Function, started_at: float) -> None:
     runtime = Runtime(fn, started_at=started_at)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

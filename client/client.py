@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from . import wire
+from . import tracing, wire
 from .errors import CallTimeout, RemoteError
 from .replies import ReplyRouter
 from .transport import Transport, from_url
@@ -51,8 +52,9 @@ class Client:
         content_type: str = wire.MSGPACK,
     ) -> str:
         """Publish an event; returns its message id."""
-        env = wire.make(topic, payload, headers=headers, content_type=content_type)
-        await self.transport.publish(topic, wire.encode(env), delay_s=delay_s)
+        with _traced(f"{topic} publish", tracing.PRODUCER, topic, headers) as headers:
+            env = wire.make(topic, payload, headers=headers, content_type=content_type)
+            await self.transport.publish(topic, wire.encode(env), delay_s=delay_s)
         return env.id
 
     async def call(
@@ -69,17 +71,18 @@ class Client:
         Raises :class:`RemoteError` for an error reply and :class:`CallTimeout` when no reply
         came within ``timeout_s`` (the request carries that deadline, so the function skips
         it once nobody waits)."""
-        reply = await self.request(
-            wire.make(
-                topic,
-                payload,
-                kind=kind,
-                headers=headers,
-                reply_to=await self.replies.address(),
-                deadline_ms=wire.now_ms() + int(timeout_s * 1000),
-            ),
-            timeout_s,
-        )
+        with _traced(f"{topic} call", tracing.CLIENT, topic, headers) as headers:
+            reply = await self.request(
+                wire.make(
+                    topic,
+                    payload,
+                    kind=kind,
+                    headers=headers,
+                    reply_to=await self.replies.address(),
+                    deadline_ms=wire.now_ms() + int(timeout_s * 1000),
+                ),
+                timeout_s,
+            )
         if reply.kind == wire.ERROR:
             err = reply.payload
             raise RemoteError(err.type, err.message, retryable=err.retryable)
@@ -95,3 +98,20 @@ class Client:
             raise CallTimeout(f"no reply from {env.topic!r} within {timeout_s:g}s") from None
         finally:
             self.replies.forget(env.id)
+
+
+@contextlib.contextmanager
+def _traced(
+    name: str, kind: str, topic: str, headers: Mapping[str, str] | None
+) -> Iterator[Mapping[str, str] | None]:
+    """``headers``, with the trace context of a span of its own around the block when the
+    process traces (it then replaces a ``traceparent`` copied from an incoming message)."""
+    tracer = tracing.current()
+    if tracer is None:
+        yield headers
+        return
+    # the current span (a handler's) is the parent; else a traceparent the caller passed
+    parent = headers if headers and "traceparent" in headers and not tracer.in_span() else None
+    attributes = {"messaging.destination.name": topic}
+    with tracer.span(name, kind, parent=parent, attributes=attributes) as span:
+        yield {**(headers or {}), **tracer.headers(span)}

@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
-from . import wire
+from . import lifespan, tracing, wire
+from ._running import Running
 from .client import Client
 from .errors import (
     DecodeError,
@@ -25,68 +25,17 @@ from .errors import (
     Undeliverable,
     UnsupportedKind,
 )
-from .function import Context, Function, Service, error_reply, lifespan_context, reply_body
+from .function import Context, Function, Service, error_reply, reply_body
 from .metrics import RuntimeMetrics
 from .middleware import chain
 from .retry import Action, backoff_delay_s, decide
+from .tracing import CONSUMER, PRODUCER
 from .transport import Delivery, Subscription, Transport, from_url
 from .transport._flow import backoff_s
 
 log = logging.getLogger("kubefuncs.runtime")
 
 _QUIET_ERRORS = (Retry, Reject, TimeoutError, TransportError)  # their message says it all
-
-
-class _Running:
-    """The handlers running now, oldest first: their time limit and their keep-alive.
-
-    Every handler gets the same limit, so the earliest deadline is the oldest entry (a dict
-    keeps insertion order) and one timer serves them all; ``asyncio.timeout`` per message
-    cost a timer handle, heap work and a context manager for each."""
-
-    def __init__(self, limit_s: float) -> None:
-        self.limit_s = limit_s
-        self.handlers: dict[asyncio.Task[Any], tuple[Delivery, float]] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def start(self, task: asyncio.Task[Any], delivery: Delivery) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self.handlers[task] = (delivery, now)
-        if self._timer is None:
-            self._timer = loop.call_at(now + self.limit_s, self._expire)
-
-    def finish(self, task: asyncio.Task[Any]) -> bool:
-        """Forget ``task``; True when its time ran out (once)."""
-        self.handlers.pop(task, None)
-        if task in self._expired:
-            self._expired.discard(task)
-            return True
-        return False
-
-    def _expire(self) -> None:
-        """Cancel the handlers past their time; wait for the next oldest."""
-        self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for task, (_, started) in list(self.handlers.items()):
-            if task in self._expired:
-                continue
-            if started + self.limit_s > now:
-                self._timer = loop.call_at(started + self.limit_s, self._expire)
-                return
-            self._expired.add(task)
-            task.cancel()
-
-    def older_than(self, age_s: float) -> list[Delivery]:
-        now = asyncio.get_running_loop().time()
-        return [d for d, started in self.handlers.values() if now - started >= age_s]
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 class Runtime:
@@ -113,8 +62,9 @@ class Runtime:
         self._is_async = fn.is_async
         self._wants_context = fn.wants_context
         self._chain = chain(fn.middleware, self._call_handler) if fn.middleware else None
+        self._tracer = tracing.current()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._running = _Running(self.settings.timeout_s)
+        self._running = Running(self.settings.timeout_s)
         self._stopping = asyncio.Event()
         self._finished = False  # loops check it too: a swallowed cancel must not keep them
         self.consuming = False
@@ -155,22 +105,9 @@ class Runtime:
                 raise error
 
     async def _start_lifespan(self, stack: contextlib.AsyncExitStack) -> None:
-        """Enter the function's lifespan (its startup) within ``startup_timeout_s``; its
-        exit (the shutdown) is pushed on ``stack``, run by :meth:`_serve` after the drain."""
-        lifespan = self.fn.lifespan
-        if lifespan is None:
-            return
-        timeout_s = self.settings.startup_timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                given = await stack.enter_async_context(lifespan_context(lifespan, self.service))
-        except TimeoutError as e:
-            raise LifespanFailed(f"startup took longer than {timeout_s:g} s") from e
-        except Exception as e:
-            log.error("startup failed", exc_info=e, extra={"function": self.fn.name})
-            raise LifespanFailed(f"startup failed: {e!r}") from e
-        if isinstance(given, Mapping):
-            self.state.update(given)
+        if self.fn.lifespan is not None:
+            timeout_s = self.settings.startup_timeout_s
+            await lifespan.start(self.fn.lifespan, self.service, stack, timeout_s)
 
     async def _serve(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
@@ -211,19 +148,7 @@ class Runtime:
             raise shutdown_error
 
     async def _shut_down(self, stack: contextlib.AsyncExitStack) -> LifespanFailed | None:
-        """Run the lifespan's shutdown (after the drain, the bus still open) within
-        ``shutdown_timeout_s``; what went wrong, if anything, for :meth:`_serve` to raise."""
-        timeout_s = self.settings.shutdown_timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                await stack.aclose()
-        except TimeoutError:
-            log.error("shutdown took longer than %g s; left unfinished", timeout_s)
-            return LifespanFailed(f"shutdown took longer than {timeout_s:g} s")
-        except Exception as e:
-            log.error("shutdown failed", exc_info=e, extra={"function": self.fn.name})
-            return LifespanFailed(f"shutdown failed: {e!r}")
-        return None
+        return await lifespan.stop(stack, self.settings.shutdown_timeout_s, self.fn.name)
 
     async def _close(self) -> None:
         await self.client.close()
@@ -345,6 +270,25 @@ class Runtime:
             error = UnsupportedKind(f"a function does not serve {env.kind} messages")
             await self._failed(delivery, env, error)
             return
+        if self._tracer is None:
+            await self._process(env, delivery)
+            return
+        attributes = {
+            "messaging.system": self.transport.url.split(":", 1)[0],
+            "messaging.destination.name": env.topic,
+            "messaging.consumer.group.name": self.settings.channel_name,
+            "messaging.message.id": env.id,
+            "kubefuncs.attempt": delivery.attempt,
+        }
+        span = self._tracer.span(
+            f"{env.topic} process", CONSUMER, parent=env.headers, attributes=attributes
+        )
+        with span:
+            await self._process(env, delivery)
+
+    async def _process(self, env: wire.Envelope, delivery: Delivery) -> None:
+        """Run a served message's handler, reply, settle."""
+        m = self.metrics
         started = time.perf_counter()
         try:
             result = await self._invoke(env, delivery)
@@ -362,7 +306,8 @@ class Runtime:
         else:  # the reply is on the bus before (or as) the message is acked
             # bus trouble (TransportError) leaves it unsettled: the bus hands it out again
             try:
-                await self.transport.reply_and_ack(delivery, env.reply_to or "", reply)
+                with self._span("reply", PRODUCER):
+                    await self.transport.reply_and_ack(delivery, env.reply_to or "", reply)
             except Undeliverable as e:  # the bus is fine, the address is not: never retried
                 log.warning("reply undeliverable, dead-lettered: %s", e,
                             extra=self._extra(env, delivery))  # fmt: skip
@@ -409,7 +354,12 @@ class Runtime:
             return await self._handler(*args)
         return await asyncio.to_thread(self._handler, *args)
 
+    def _span(self, name: str, kind: str) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext() if self._tracer is None else self._tracer.span(name, kind)
+
     async def _failed(self, delivery: Delivery, env: wire.Envelope, error: Exception) -> None:
+        if self._tracer is not None:
+            self._tracer.failed(error)
         waits = bool(env.reply_to) and not env.expired()
         decision = decide(
             self.policy,

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 
 from aiohttp import web
+from kubefuncs import tracing
 from kubefuncs.errors import ConfigError
 from kubefuncs.logs import configure
 
@@ -65,6 +66,7 @@ async def serve(app: web.Application, settings: GatewaySettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tracer = tracing.configure("kubefuncs-gateway")  # None unless OTEL_* ask for traces
     try:
         settings, table = prepare(sys.argv[1:] if argv is None else argv, os.environ)
         app = create_app(settings, table)
@@ -72,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kubefuncs-gateway: {e}", file=sys.stderr)
         return 2
     configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(app, settings))
+    try:
+        asyncio.run(serve(app, settings))
+    finally:
+        if tracer is not None:
+            tracer.shutdown()  # export what is buffered
     return 0
 
 

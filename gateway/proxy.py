@@ -18,9 +18,10 @@ from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
-from kubefuncs import wire
+from kubefuncs import tracing, wire
 from kubefuncs.errors import TransportError
 from kubefuncs.replies import ReplyRouter
+from kubefuncs.tracing import PRODUCER, SERVER
 from kubefuncs.transport import Transport
 from kubefuncs.transport._flow import backoff_s
 from yarl import URL
@@ -85,6 +86,7 @@ class Gateway:
         )
         self.store = store
         self.metrics = metrics
+        self._tracer = tracing.current()  # None unless OTEL_* ask for traces
         self.address = ""  # reply inbox, opened by start()
         self.session: aiohttp.ClientSession | None = None  # for callbacks
         self.in_flight = 0
@@ -133,12 +135,31 @@ class Gateway:
             response = error_response(404, "not_found", f"no route for {request.path}")
             self._done(request, "", "", response, started)
             return response
-        response = await self._routed(request, route)
+        if self._tracer is None:
+            response = await self._routed(request, route)
+        else:
+            response = await self._traced(request, route)
         if route.cors is not None:
             response.headers.update(
                 cors.response_headers(route.cors, request.headers.get("Origin"))
             )
         self._done(request, route.prefix, route.topic, response, started)
+        return response
+
+    async def _traced(self, request: web.Request, route: Route) -> web.Response:
+        """:meth:`_routed` in a SERVER span whose parent is the caller's ``traceparent``."""
+        assert self._tracer is not None
+        attributes = {
+            "http.request.method": request.method,
+            "url.path": request.path,
+            "http.route": route.prefix,
+        }
+        name = f"{request.method} {route.prefix}"
+        with self._tracer.span(name, SERVER, parent=request.headers, attributes=attributes):
+            response = await self._routed(request, route)
+            self._tracer.set("http.response.status_code", response.status)
+            if response.status >= 500:
+                self._tracer.failed(RuntimeError(f"HTTP {response.status}"))
         return response
 
     async def _routed(self, request: web.Request, route: Route) -> web.Response:
@@ -205,11 +226,8 @@ class Gateway:
         """The http-request message for ``request``, encoded without building an Envelope
         (the same bytes, for less work per request), with its id and trace headers."""
         headers = request_headers(request.headers)
-        traceparent, accepted = child_traceparent(headers.get("traceparent"))
-        trace = {"traceparent": traceparent}
-        if accepted and "tracestate" in headers:
-            trace["tracestate"] = headers["tracestate"]
-        headers["traceparent"] = traceparent
+        trace = self._trace(headers, route.topic)
+        headers.update(trace)
         call_id, now = wire.new_id(), wire.now_ms()
         message = wire.encode_http_request(
             call_id,
@@ -221,6 +239,23 @@ class Gateway:
             headers=trace,
         )
         return Outgoing(call_id, trace, message)
+
+    def _trace(self, headers: Mapping[str, str], topic: str) -> dict[str, str]:
+        """The trace headers of a message the gateway publishes: with tracing, those of a
+        PRODUCER span (child of the request's SERVER span; it marks the hand-over, the
+        publish itself is not awaited on the sync path); without, the caller's trace with
+        the gateway's own span id, or a new trace."""
+        if self._tracer is not None:
+            span = self._tracer.start(
+                f"{topic} publish", PRODUCER, {"messaging.destination.name": topic}
+            )
+            span.end()
+            return self._tracer.headers(span)
+        traceparent, accepted = child_traceparent(headers.get("traceparent"))
+        trace = {"traceparent": traceparent}
+        if accepted and "tracestate" in headers:
+            trace["tracestate"] = headers["tracestate"]
+        return trace
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -425,10 +460,9 @@ class Gateway:
         payload, content_type, problem = event_payload(request.content_type, body)
         if problem:
             return error_response(400, "bad_request", problem)
-        traceparent, _ = child_traceparent(request.headers.get("traceparent"))
-        env = wire.make(
-            topic, payload, headers={"traceparent": traceparent}, content_type=content_type
-        )
+        trace = self._trace(request.headers, topic)
+        trace.pop("tracestate", None)  # an event carries the trace id on, not the caller's state
+        env = wire.make(topic, payload, headers=trace, content_type=content_type)
         try:
             message = wire.encode(env)
         except (ValueError, OverflowError, TypeError, RecursionError) as e:
