@@ -20,6 +20,7 @@ exactly these keys:
 ``auth``       None or the route's ``auth:`` value as written (str/bool/dict)
 ``cors``       None or the route's ``cors:`` value as written (bool/dict)
 ``rate_limit`` None or the route's ``rate_limit:`` value as written (number/dict)
+``middleware`` None or list[str] of ``module:function`` gateway middleware names
 =============  ================================================================
 
 ``SpecError.issues`` lists every problem found as ``Issue(file, line, path, problem, hint)``;

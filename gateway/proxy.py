@@ -26,7 +26,7 @@ from kubefuncs.transport import Transport
 from kubefuncs.transport._flow import backoff_s
 from yarl import URL
 
-from . import cors
+from . import cors, middleware
 from .auth import ANY, NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
 from .callbacks import CALLBACK_HEADER, BadCallback, callback_url, post_callback
 from .calls import DONE, PENDING, CallResult, CallStore, owner_of
@@ -181,7 +181,30 @@ class Gateway:
             refusal = await self._limit(request, route, principal)
             if refusal is not None:
                 return refusal
+        if route.middleware:
+            return await self._through_middleware(request, route, principal)
         return await self._bounded(request, route, principal)
+
+    async def _through_middleware(
+        self, request: web.Request, route: Route, principal: Principal | None
+    ) -> web.Response:
+        """The route's middleware around :meth:`_bounded` (see gateway/middleware.py)."""
+        request[middleware.PRINCIPAL] = principal
+
+        async def call(request: web.Request) -> web.StreamResponse:
+            return await self._bounded(request, route, principal)
+
+        try:
+            response = await middleware.chain(route.middleware, call)(request)
+        except web.HTTPException as e:
+            return error_response(e.status, "middleware_refused", e.text or e.reason)
+        except Exception:
+            log.exception("a middleware of %s failed", route.prefix)
+            return error_response(500, "middleware_error", f"a middleware of {route.prefix} failed")
+        if not isinstance(response, web.Response):
+            log.error("a middleware of %s answered %r, not a web.Response", route.prefix, response)
+            return error_response(500, "middleware_error", f"a middleware of {route.prefix} failed")
+        return response
 
     async def _bounded(
         self, request: web.Request, route: Route, principal: Principal | None

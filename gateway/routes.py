@@ -11,6 +11,7 @@ or with per-route options and the topics ``POST /topics/{topic}`` may publish to
       /orders/: {topic: orders, methods: [POST], timeout_s: 5, async: true,
                  auth: api_key, cors: true, rate_limit: {rate: 10, burst: 20}}
       /feed/: {topic: feed, auth: {type: jwt, require_exp: false}}
+      /audit/: {topic: audit, middleware: [myco.audit:log_request]}
     publish: {topics: [orders], auth: api_key}
 
 :func:`from_dicts` takes the route dicts of ``kubefuncs.functl.spec.Spec.routes()``.
@@ -27,13 +28,17 @@ import yaml
 from kubefuncs.errors import ConfigError
 from kubefuncs.transport import valid_name
 
+from . import middleware
 from .auth import ANY, parse_auth
 from .cors import CorsPolicy, parse_cors
+from .middleware import Middleware
 from .ratelimit import RateLimit, parse_rate_limit
 
 RESERVED = ("/healthz", "/readyz", "/metrics", "/topics", "/calls")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-ROUTE_KEYS = frozenset({"topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit"})
+ROUTE_KEYS = frozenset(
+    {"topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit", "middleware"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,7 @@ class Route:
     cors: CorsPolicy | None = None
     rate_limit: RateLimit | None = None
     require_exp: bool = True  # a JWT must carry exp (auth: {type: jwt, require_exp: false})
+    middleware: tuple[Middleware, ...] = ()  # the first outermost (gateway/middleware.py)
 
     @property
     def base(self) -> str:
@@ -150,6 +156,7 @@ def parse_route(prefix: Any, value: Any, where: str, default_timeout_s: float) -
         cors=parse_cors(value.get("cors"), f"{where}.cors"),
         rate_limit=parse_rate_limit(value.get("rate_limit"), f"{where}.rate_limit"),
         require_exp=auth.require_exp,
+        middleware=middleware.parse(value.get("middleware"), f"{where}.middleware"),
     )
 
 
@@ -161,7 +168,7 @@ def from_dicts(
     file: str = "functions.yaml",
 ) -> RouteTable:
     """A table from ``Spec.routes()`` dicts (keys prefix, topic, methods, timeout_s, async,
-    auth, cors, rate_limit)."""
+    auth, cors, rate_limit, middleware)."""
     routes = []
     for item in items:
         prefix = item.get("prefix")

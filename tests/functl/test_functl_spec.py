@@ -65,7 +65,18 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
     # Then it gets plain dicts with exactly the documented keys, in file order
     assert [r["prefix"] for r in routes] == ["/hello/", "/resize/", "/thumbnails/"]
     assert all(
-        set(r) == {"prefix", "topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit"}
+        set(r)
+        == {
+            "prefix",
+            "topic",
+            "methods",
+            "timeout_s",
+            "async",
+            "auth",
+            "cors",
+            "rate_limit",
+            "middleware",
+        }
         for r in routes
     )
     assert routes[0] == {
@@ -77,6 +88,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "auth": None,
         "cors": None,
         "rate_limit": None,
+        "middleware": None,
     }
     assert routes[1] == {
         "prefix": "/resize/",
@@ -87,6 +99,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "auth": {"type": "bearer"},
         "cors": {"origins": ["https://example.com"]},
         "rate_limit": {"rps": 10, "burst": 20},
+        "middleware": None,
     }
     assert routes[2]["timeout_s"] == 120.5, (
         "a short-form route waits as long as the function may run"
@@ -326,3 +339,18 @@ def test_yaml_anchors_and_merge_keys_work() -> None:
           - {<<: *base, name: b, topic: u}
     """)
     assert [(f.name, f.topic, f.concurrency) for f in s.functions] == [("a", "t", 3), ("b", "u", 3)]
+
+
+def test_route_middleware_is_handed_to_the_gateway_by_name() -> None:
+    s = loads(
+        "functions: [{name: a, handler: m:f, topic: t,"
+        " routes: [{path: /a/, middleware: [myco.audit:log, myco.quota:check]}]}]"
+    )
+    assert s.routes()[0]["middleware"] == ["myco.audit:log", "myco.quota:check"]
+
+
+def test_a_middleware_that_is_not_a_name_is_a_spec_error() -> None:
+    with pytest.raises(spec.SpecError, match=r"routes\[0\]\.middleware\[0\]"):
+        loads(
+            "functions: [{name: a, handler: m:f, topic: t, routes: [{path: /a/, middleware: [x]}]}]"
+        )

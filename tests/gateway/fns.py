@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 from urllib.parse import parse_qs
 
+from aiohttp import web
 from kubefuncs import HttpRequest, HttpResponse, function
 
 
@@ -45,3 +47,37 @@ async def behave(request: HttpRequest) -> HttpResponse | str:
     return HttpResponse(
         200, {"content-type": "application/json", "x-echo": "1"}, echo_body(request)
     )
+
+
+# -- gateway middleware (routes name them as tests.gateway.fns:NAME) -------------------------
+
+
+async def stamp(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Marks the request for the function and the response for the caller."""
+    response = await handler(request.clone(headers={**request.headers, "X-Stamped": "1"}))
+    from kubefuncs.gateway.middleware import PRINCIPAL
+
+    principal = request[PRINCIPAL]
+    return _seen(response, f"stamp:{principal.name if principal else '-'}")
+
+
+async def quota(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Refuses what asks for it, before the function is called."""
+    if request.query.get("over") == "1":
+        raise web.HTTPTooManyRequests(text="monthly quota used up")
+    return _seen(await handler(request), "quota")
+
+
+def _seen(response: web.StreamResponse, name: str) -> web.StreamResponse:
+    """Appends ``name`` to X-Seen-By: the innermost middleware's comes first."""
+    before = response.headers.get("X-Seen-By")
+    response.headers["X-Seen-By"] = f"{before},{name}" if before else name
+    return response
+
+
+async def broken(request: web.Request, handler: Any) -> web.StreamResponse:
+    raise KeyError("a bug in the middleware")
+
+
+def not_async(request: web.Request, handler: Any) -> None:
+    return None
