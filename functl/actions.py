@@ -34,6 +34,7 @@ class Flags:
     bus: str | None = None  # bus URL reachable from here; default: bus.url of the file
     bus_password: str | None = None
     skip_bus: bool = False
+    prepare_timeout_s: float = 120.0  # the in-cluster bus preparation Job's time limit
     dry_run: bool = False
     prune: bool = True
     force_conflicts: bool = False
@@ -106,7 +107,11 @@ def diff_release(
 ) -> str:
     objects = manifests(flags, warn)
     return deploy.diff_all(
-        cluster or connect(flags), objects, release=flags.release, prune=flags.prune
+        cluster or connect(flags),
+        objects,
+        release=flags.release,
+        prune=flags.prune,
+        force=flags.force_conflicts,
     )
 
 
