@@ -36,6 +36,7 @@ COMMANDS: list[click.Command] = [
     cmd_manifests.validate,
     cmd_bus.publish,
     cmd_bus.call,
+    cmd_bus.prepare_bus,
     cmd_bus.status,
     cmd_bus.dlq,
     dev.dev,

@@ -25,6 +25,7 @@ USES: dict[str, set[str]] = {
     "publish": RELEASE | BUS,
     "call": RELEASE | BUS,
     "status": RELEASE | CLUSTER | BUS,
+    "prepare-bus": RELEASE | BUS,
     "dlq list": RELEASE | BUS,
     "dlq show": RELEASE | BUS,
     "dlq replay": RELEASE | BUS,
