@@ -176,7 +176,7 @@ def test_a_job_that_does_not_finish_in_time_fails(kube: FakeKube, cluster: Clust
     # Given no Job controller at all (the Job stays pending)
     flags = actions.Flags(**IN_CLUSTER, prepare_timeout_s=0.3)
     started = time.monotonic()
-    with pytest.raises(BusUnreachable, match="did not finish within 0.3 s") as e:
+    with pytest.raises(BusUnreachable, match=r"did not finish within 0\.3 s") as e:
         actions.apply_release(flags, lambda _: None, cluster)
     # Then apply gives up after the time-out, saying there was no log
     assert time.monotonic() - started < 10
