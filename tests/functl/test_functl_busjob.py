@@ -18,7 +18,7 @@ from kubefuncs.functl.kube import Cluster
 from kubefuncs.functl.naming import Target
 
 from tests.functl.functl_fixtures import DATA, load
-from tests.functl.functl_kubeapi import FakeKube, kubeconfig
+from tests.functl.functl_kubeapi import FakeKube, kubeconfig, serve
 from tests.functl.functl_schemas import keda_crds_or_skip, kubernetes_errors, server_validator
 
 TARGET = Target("fns", "demo")
@@ -213,3 +213,24 @@ def test_the_jobs_command_prepares_the_bus(monkeypatch: pytest.MonkeyPatch) -> N
 def test_prepare_bus_refuses_a_malformed_pair() -> None:
     result = CliRunner().invoke(main, ["prepare-bus", "--bus", "memory://x", "a/b/c"])
     assert result.exit_code == 2 and "expected TOPIC/CHANNEL" in result.output
+
+
+def test_functl_apply_from_a_laptop_says_it_prepares_the_bus_in_the_cluster(
+    kube: FakeKube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the brief's command, the file's in-cluster bus, and a cluster over real HTTP
+    for var in ("KF_BUS_URL", "KF_BUS_PASSWORD", "KUBECONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    kube.controllers["jobs"] = job_controller(
+        {"succeeded": 1}, "bus topic hello channel hello ready\n"
+    )
+    with serve(kube) as url:
+        config = tmp_path / "kubeconfig"
+        config.write_text(kubeconfig(url, "fns"))
+        args = ["--apply", "--namespace", "fns", "--release", "demo", "--kubeconfig", str(config)]
+        result = CliRunner().invoke(main, [*args, "--functions", IN_CLUSTER["functions"]])
+    # Then it applies, saying how the bus was prepared
+    assert result.exit_code == 0, result.output
+    assert "preparing it from inside the cluster with Job demo-prepare-bus" in result.stdout
+    assert "bus topic hello channel hello ready" in result.stdout
+    assert "deployment.apps/demo-hello created" in result.stdout
