@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import busops, deploy, render, spec
-from .errors import ClusterUnreachable, UsageError
+from . import busjob, busops, deploy, render, spec
+from .errors import BusUnreachable, ClusterUnreachable, UsageError
 from .kube import Cluster
 from .model import Spec
 from .naming import Obj, Target
@@ -34,6 +34,7 @@ class Flags:
     bus: str | None = None  # bus URL reachable from here; default: bus.url of the file
     bus_password: str | None = None
     skip_bus: bool = False
+    prepare_timeout_s: float = 120.0  # the in-cluster bus preparation Job's time limit
     dry_run: bool = False
     prune: bool = True
     force_conflicts: bool = False
@@ -87,7 +88,7 @@ def apply_release(
         echo(line)
     cluster = cluster or connect(flags)
     if not flags.dry_run and not flags.skip_bus:
-        asyncio.run(busops.prepare(bus_url(flags, s), flags.bus_password, channels(s), echo))
+        prepare_bus(flags, s, cluster, echo)
     changes = deploy.apply_all(
         cluster,
         objects,
@@ -101,12 +102,41 @@ def apply_release(
     return changes
 
 
+def prepare_bus(flags: Flags, s: Spec, cluster: deploy.ClusterLike, echo: Echo) -> None:
+    """Create the release's topics and channels from here, or, when the bus is not
+    reachable from here, with a Job inside the cluster (busjob.py)."""
+    pairs = channels(s)
+    try:
+        asyncio.run(busops.prepare(bus_url(flags, s), flags.bus_password, pairs, echo))
+        return
+    except BusUnreachable as e:
+        reason = str(e).splitlines()[0]
+    job = busjob.prepare_job(s, target(flags), pairs, flags.prepare_timeout_s)
+    echo(
+        f"bus not reachable from here ({reason}); "
+        f"preparing it from inside the cluster with Job {job.name}"
+    )
+    busjob.run(cluster, job, timeout_s=flags.prepare_timeout_s, echo=echo)
+
+
+def prepare_channels(flags: Flags, pairs: list[tuple[str, str]], echo: Echo) -> None:
+    """``functl prepare-bus``: create the ``pairs`` given, else every function's of the file."""
+    s = None if pairs and flags.bus else load(flags)
+    if not pairs and s is not None:
+        pairs = channels(s)
+    asyncio.run(busops.prepare(bus_url(flags, s), flags.bus_password, pairs, echo))
+
+
 def diff_release(
     flags: Flags, cluster: deploy.ClusterLike | None = None, warn: Echo = _quiet
 ) -> str:
     objects = manifests(flags, warn)
     return deploy.diff_all(
-        cluster or connect(flags), objects, release=flags.release, prune=flags.prune
+        cluster or connect(flags),
+        objects,
+        release=flags.release,
+        prune=flags.prune,
+        force=flags.force_conflicts,
     )
 
 

@@ -15,15 +15,18 @@ import click
 from . import actions, cmd_bus, cmd_manifests, conformance, dev
 from .errors import FunctlError
 from .options import (
+    FLAG_FAMILIES,
     apply_options,
     bus_options,
     cluster_options,
     flags,
     network_option,
     release_options,
+    unused_flag,
 )
 from .output import manifests_yaml
 
+SHARED = frozenset().union(*(names for names, _ in FLAG_FAMILIES.values()))
 COMMANDS: list[click.Command] = [
     cmd_manifests.render,
     cmd_manifests.apply,
@@ -33,6 +36,7 @@ COMMANDS: list[click.Command] = [
     cmd_manifests.validate,
     cmd_bus.publish,
     cmd_bus.call,
+    cmd_bus.prepare_bus,
     cmd_bus.status,
     cmd_bus.dlq,
     dev.dev,
@@ -41,7 +45,8 @@ COMMANDS: list[click.Command] = [
 
 
 class FunctlGroup(click.Group):
-    """Turns a FunctlError into its message on stderr and its exit code, without traceback."""
+    """Turns a FunctlError into its message on stderr and its exit code, without traceback,
+    and a shared flag a subcommand has no use for into an error that says so."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -49,6 +54,23 @@ class FunctlGroup(click.Group):
         except FunctlError as e:
             click.echo(f"functl: {e}", err=True)
             ctx.exit(e.exit_code)
+        except click.NoSuchOption as e:
+            param = shared_flags(self).get(e.option_name)
+            if param is None or e.ctx is None:
+                raise
+            raise click.UsageError(
+                unused_flag(e.ctx.command_path, e.option_name, param), e.ctx
+            ) from e
+
+
+def shared_flags(group: click.Command) -> dict[str, str]:
+    """Every option string of the top-level command's shared flags -> its parameter name."""
+    return {
+        opt: param.name
+        for param in group.params
+        if isinstance(param, click.Option) and param.name in SHARED
+        for opt in (*param.opts, *param.secondary_opts)
+    }
 
 
 @click.group(

@@ -145,6 +145,25 @@ def call(
     click.echo(to_json(value) if output == "json" else to_yaml(value), nl=False)
 
 
+def channel_pair(text: str) -> tuple[str, str]:
+    """``topic/channel`` (or ``topic``: the channel is the topic) as a pair."""
+    topic, _, channel = text.partition("/")
+    if not topic or "/" in channel:
+        raise UsageError(f"{text!r}: expected TOPIC/CHANNEL, e.g. orders/store")
+    return topic, channel or topic
+
+
+@click.command("prepare-bus")
+@click.argument("pairs", nargs=-1, metavar="[TOPIC/CHANNEL]...")
+@release_options
+@bus_options
+@click.pass_context
+def prepare_bus(ctx: click.Context, /, pairs: tuple[str, ...], **given: Any) -> None:
+    """Create topics and channels on the bus (what apply does first): those given, else
+    every function's of the file. The in-cluster bus preparation Job runs this."""
+    actions.prepare_channels(flags(ctx, **given), [channel_pair(p) for p in pairs], click.echo)
+
+
 @click.command()
 @release_options
 @cluster_options

@@ -52,6 +52,12 @@ def apply(ctx: click.Context, /, **given: Any) -> None:
 @network_option
 @cluster_options
 @click.option("--prune/--no-prune", default=None, help="also show objects prune would delete")
+@click.option(
+    "--force-conflicts",
+    is_flag=True,
+    default=None,
+    help="show the objects as apply --force-conflicts would leave them",
+)
 @click.pass_context
 def diff(ctx: click.Context, /, **given: Any) -> None:
     """Show what apply would change, as a unified diff. Exit code 1 when there are changes."""

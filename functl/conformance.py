@@ -18,7 +18,9 @@ _NAMES = [name for name, _ in CHECKS]
 
 @click.command()
 @click.option("--bus", envvar="KF_BUS_URL", required=True, metavar="URL", help="bus URL")
-@click.option("--password", envvar="KF_BUS_PASSWORD", default=None, help="bus password")
+@click.option(
+    "--password", "--bus-password", envvar="KF_BUS_PASSWORD", default=None, help="bus password"
+)
 @click.option("--topic", required=True, help="the topic the function consumes")
 @click.option("--channel", default=None, help="the function's channel [default: the topic]")
 @click.option(

@@ -44,6 +44,7 @@ class ClusterLike(Protocol):
     ) -> Obj: ...
     def list(self, kind: str, selector: Mapping[str, str]) -> list[Obj]: ...
     def delete(self, kind: str, name: str, *, dry_run: bool = False) -> bool: ...
+    def pod_logs(self, selector: Mapping[str, str], tail_lines: int) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +159,19 @@ def apply_all(
 
 
 def diff_all(
-    cluster: ClusterLike, objects: Sequence[Mapping[str, Any]], *, release: str, prune: bool = True
+    cluster: ClusterLike,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    release: str,
+    prune: bool = True,
+    force: bool = False,
 ) -> str:
     """What apply would change, as one unified diff: server-side dry-run apply of each
     object compared with the live object (like ``kubectl diff``)."""
     parts = []
     for obj in objects:
         live = cluster.get(*key(obj))
-        merged = cluster.apply(obj, dry_run=True)
+        merged = cluster.apply(obj, dry_run=True, force=force)
         parts.append(unified(live, merged, ref(obj)))
     if prune:
         parts.extend(

@@ -243,6 +243,9 @@ async def _main(spec: Spec, dev_plan: Plan, echo: Echo) -> None:
 @click.command("dev")
 @click.argument("functions_file", required=False, metavar="[FUNCTIONS.yaml]")
 @click.option(
+    "-f", "--functions", default=None, metavar="PATH", help="functions.yaml, as the argument"
+)
+@click.option(
     "--bus",
     default="memory://",
     show_default=True,
@@ -259,9 +262,15 @@ async def _main(spec: Spec, dev_plan: Plan, echo: Echo) -> None:
 )
 @click.pass_context
 def dev(
-    ctx: click.Context, functions_file: str | None, bus: str, port: int, host: str, log_level: str
+    ctx: click.Context,
+    functions_file: str | None,
+    functions: str | None,
+    bus: str,
+    port: int,
+    host: str,
+    log_level: str,
 ) -> None:
     """Run the gateway and every function of FUNCTIONS.yaml on this machine."""
     configure(log_level, "text")
     flags = ctx.find_object(Flags) or Flags()
-    dev_main(functions_file or flags.functions, bus, host, port, click.echo)
+    dev_main(functions_file or functions or flags.functions, bus, host, port, click.echo)

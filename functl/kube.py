@@ -17,6 +17,8 @@ import httpx2
 import yaml
 from lightkube import ApiError, Client, ConfigError, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Pod
+from lightkube.types import CascadeType
 
 from .errors import ClusterUnreachable, Forbidden, Rejected
 from .naming import MANAGER
@@ -31,6 +33,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "ScaledObject": ("keda.sh", "v1alpha1", "scaledobjects"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "CronJob": ("batch", "v1", "cronjobs"),
+    "Job": ("batch", "v1", "jobs"),  # only the bus preparation Job (busjob.py); never pruned
 }
 KEDA_KINDS = ("ScaledObject", "TriggerAuthentication")
 # delete what scales or starts pods before what runs them, and a policy only after the
@@ -46,7 +49,8 @@ DELETE_ORDER = (
 RBAC_HINT = (
     "functl needs get, list, patch and delete on deployments.apps, cronjobs.batch, "
     "horizontalpodautoscalers.autoscaling, networkpolicies.networking.k8s.io, "
-    "scaledobjects.keda.sh and triggerauthentications.keda.sh"
+    "scaledobjects.keda.sh and triggerauthentications.keda.sh; when it prepares the bus "
+    "from inside the cluster also on jobs.batch, and list on pods and get on pods/log"
 )
 
 
@@ -128,15 +132,34 @@ class Cluster:
                 raise
 
     def delete(self, kind: str, name: str, *, dry_run: bool = False) -> bool:
-        """Delete one object (foreground cascade); False when it was already gone."""
+        """Delete one object (its dependents, such as a Job's pods, in the background);
+        False when it was already gone."""
         with self._errors(kind, name):
             try:
-                self.client.delete(resource(kind), name, namespace=self.namespace, dry_run=dry_run)
+                self.client.delete(
+                    resource(kind),
+                    name,
+                    namespace=self.namespace,
+                    dry_run=dry_run,
+                    cascade=CascadeType.BACKGROUND,
+                )
             except ApiError as e:
                 if e.status.code == 404:
                     return False
                 raise
         return True
+
+    def pod_logs(self, selector: Mapping[str, str], tail_lines: int) -> str:
+        """The last ``tail_lines`` log lines of the newest pod carrying ``selector``;
+        '' when there is none (yet)."""
+        with self._errors("Pod", ""):
+            pods = list(self.client.list(Pod, namespace=self.namespace, labels=dict(selector)))
+            if not pods:
+                return ""
+            newest = max(pods, key=_created)
+            name = (newest.metadata.name if newest.metadata else None) or ""
+            lines = self.client.log(name, namespace=self.namespace, tail_lines=tail_lines)
+            return "".join(lines)
 
     @contextlib.contextmanager
     def _errors(self, kind: str, name: str) -> Iterator[None]:
@@ -175,6 +198,11 @@ def api_error(e: ApiError, what: str, namespace: str) -> Exception:
     return Rejected(
         f"the cluster rejected {what} ({code} {e.status.reason or ''}): {message}{hint}"
     )
+
+
+def _created(pod: Pod) -> str:
+    stamp = pod.metadata.creationTimestamp if pod.metadata else None
+    return stamp.isoformat() if stamp else ""
 
 
 def _plain(obj: Any) -> Obj:

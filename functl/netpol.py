@@ -93,8 +93,12 @@ def _peer(raw: Mapping[str, Mapping[str, str]]) -> Obj:
 def egress_rules(fn: Function, bus: BusTarget) -> list[Obj]:
     """DNS, the bus (see the module docstring) and the function's own ``egress``."""
     extra = [_extra(e) for e in fn.network.egress]
-    dns = {"to": [DNS_PEER], "ports": [_port(53, "UDP"), _port(53, "TCP")]}
-    return [dns, *bus_rules(bus, covered=_covered_ports(fn.network.egress)), *extra]
+    return [dns_rule(), *bus_rules(bus, covered=_covered_ports(fn.network.egress)), *extra]
+
+
+def dns_rule() -> Obj:
+    """Egress to the cluster DNS (kube-dns in kube-system), UDP and TCP 53."""
+    return {"to": [DNS_PEER], "ports": [_port(53, "UDP"), _port(53, "TCP")]}
 
 
 def bus_rules(bus: BusTarget, covered: frozenset[int]) -> list[Obj]:

@@ -120,7 +120,43 @@ apply_options = _stack(
         default=None,
         help="do not create topics and channels on the bus before applying",
     ),
+    click.option(
+        "--prepare-timeout-s",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="FUNCTL_PREPARE_TIMEOUT_S",
+        default=None,
+        metavar="SECONDS",
+        help="how long the in-cluster bus preparation Job may take, when the bus is not "
+        "reachable from here [default: 120]",
+    ),
 )
+
+
+# Why a subcommand that has no use for a shared flag refuses it (see :func:`unused_flag`).
+FLAG_FAMILIES: dict[str, tuple[frozenset[str], str]] = {
+    "cluster": (frozenset({"kubeconfig", "context"}), "it does not talk to the Kubernetes cluster"),
+    "bus": (frozenset({"bus", "bus_password"}), "it does not talk to the bus"),
+    "network": (frozenset({"network_policy"}), "it renders no NetworkPolicy"),
+    "release": (
+        frozenset({"functions", "namespace", "release", "image"}),
+        "it does not work on a release",
+    ),
+    "apply": (
+        frozenset({"dry_run", "prune", "force_conflicts", "skip_bus", "prepare_timeout_s"}),
+        "the flag changes only what `functl apply` does",
+    ),
+}
+
+
+def unused_flag(command_path: str, option: str, param: str) -> str:
+    """Why ``command_path`` refuses the shared flag ``option`` (the parameter ``param``)."""
+    why = next((text for names, text in FLAG_FAMILIES.values() if param in names), "")
+    command = command_path.split(" ", 1)[-1]
+    return (
+        f"{command_path} does not take {option}: {why}. Drop it, or put it before the "
+        f"subcommand (functl {option} ... {command}), where every shared flag is accepted "
+        "and a command that has no use for one ignores it"
+    )
 
 
 def output_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -> Callable[[F], F]:

@@ -1,13 +1,14 @@
 """Strict schema checks of rendered chart objects: the same checks functl's output gets
 (tests/functl/functl_schemas.py: kubernetes-validate for built-in kinds, the KEDA v2.20.2
-CRDs made strict), plus ServiceMonitor (Prometheus Operator), which has no reference CRD
-here and is checked by hand.
+CRDs made strict), plus ServiceMonitor and PrometheusRule (Prometheus Operator), which have no
+reference CRD here and are checked by hand.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from tests.charts.charts_monitoring import prometheus_rule_errors
 from tests.functl import functl_schemas
 from tests.functl.functl_schemas import keda_crds_or_skip
 
@@ -33,4 +34,6 @@ def errors(obj: dict[str, Any]) -> list[str]:
     """Every schema violation of one object."""
     if obj["kind"] == "ServiceMonitor":
         return service_monitor_errors(obj)
+    if obj["kind"] == "PrometheusRule":
+        return prometheus_rule_errors(obj)
     return functl_schemas.errors(obj)

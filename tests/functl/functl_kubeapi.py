@@ -18,7 +18,11 @@ delete are tested against this. It implements, for namespaced resources under
 * ``DELETE`` (404 when gone, ``dryRun=All``);
 * 403 Forbidden for verbs/resources listed in ``forbidden``; 404 for resources whose API
   group is not installed (``missing_groups``) and namespaces that do not exist;
-* ``GET /version`` and ``/apis`` discovery.
+* ``GET /version`` and ``/apis`` discovery;
+* the core API's pods (``/api/v1/namespaces/{ns}/pods``: list with ``labelSelector``, and a
+  pod's ``/log`` as plain text, from :attr:`FakeKube.logs`);
+* controllers: a test registers a callable per plural (:attr:`FakeKube.controllers`) that
+  runs after each stored apply, as the Job controller would (status, pods, logs).
 
 Use it in-process through :meth:`FakeKube.transport` (an httpx2.MockTransport for
 lightkube) or over real HTTP with :func:`serve`.
@@ -40,6 +44,7 @@ import httpx2
 import yaml
 
 Obj = dict[str, Any]
+Payload = Obj | str  # JSON object, or plain text (pod logs)
 Validator = Callable[[Obj], list[str]]
 Leaf = tuple[str, ...]
 
@@ -76,6 +81,8 @@ class FakeKube:
         self.forbidden: set[tuple[str, str]] = set()  # (verb, plural)
         self.missing_groups: set[str] = set()
         self.requests: list[tuple[str, str]] = []
+        self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> log text
+        self.controllers: dict[str, Callable[[FakeKube, Obj], None]] = {}  # plural -> hook
         self._rv = itertools.count(1)
         self._uid = itertools.count(1)
 
@@ -83,7 +90,7 @@ class FakeKube:
 
     def handle(
         self, method: str, url: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, Obj]:
+    ) -> tuple[int, Payload]:
         parts = urlsplit(url)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self.requests.append((method, parts.path))
@@ -97,13 +104,17 @@ class FakeKube:
             code, payload = self.handle(
                 request.method, str(request.url), dict(request.headers), request.content
             )
+            if isinstance(payload, str):
+                return httpx2.Response(code, text=payload)
             return httpx2.Response(code, json=payload)
 
         return httpx2.MockTransport(respond)
 
     def _route(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
-    ) -> Obj:
+    ) -> Payload:
+        if path.startswith("/api/v1/"):
+            return self._core(method, path, query)
         if path == "/version":
             return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-functl-fake"}
         if path == "/apis":
@@ -124,6 +135,24 @@ class FakeKube:
         if method == "DELETE":
             return self._delete(group, plural, ns, name, query.get("dryRun") == "All")
         raise ApiFailure(405, "MethodNotAllowed", f"{method} is not supported by the stand-in")
+
+    def _core(self, method: str, path: str, query: dict[str, str]) -> Payload:
+        """Pods of the core API: list, and one pod's log."""
+        segs = path.strip("/").split("/")
+        if (
+            method != "GET"
+            or len(segs) not in (5, 7)
+            or segs[2] != "namespaces"
+            or segs[4] != "pods"
+        ):
+            raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
+        ns = segs[3]
+        self._check_access("list" if len(segs) == 5 else "get", "", "pods", ns)
+        if len(segs) == 5:
+            return self._list("", "v1", "pods", ns, query.get("labelSelector", ""))
+        if segs[6] != "log" or ("pods", ns, segs[5]) not in self.objects:
+            raise ApiFailure(404, "NotFound", f'pods "{segs[5]}" not found')
+        return self.logs.get((ns, segs[5]), "")
 
     def _check_access(self, verb: str, group: str, plural: str, ns: str) -> None:
         if (verb, plural) in self.forbidden:
@@ -158,7 +187,7 @@ class FakeKube:
                 items.append(item)
         kind = next((o["kind"] for (p, _, _), o in self.objects.items() if p == plural), "Object")
         return {
-            "apiVersion": f"{group}/{version}",
+            "apiVersion": f"{group}/{version}" if group else version,
             "kind": f"{kind}List",
             "metadata": {"resourceVersion": str(next(self._rv))},
             "items": items,
@@ -215,6 +244,8 @@ class FakeKube:
         stored = self._finish(merged, live, owners, ns, name)
         if query.get("dryRun") != "All":
             self.objects[key], self.owners[key] = stored, owners
+            if plural in self.controllers:
+                self.controllers[plural](self, self.objects[key])
         return copy.deepcopy(stored)
 
     def _check_identity(self, config: Any, group: str, version: str, ns: str, name: str) -> None:
@@ -265,6 +296,20 @@ class FakeKube:
             if leaves
         ]
         return merged
+
+    def add_pod(self, ns: str, name: str, labels: dict[str, str], log: str) -> None:
+        """A pod as a controller would create it, with its log."""
+        self.objects[("pods", ns, name)] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": dict(labels),
+                "creationTimestamp": "2024-01-01T00:00:00Z",
+            },
+        }
+        self.logs[(ns, name)] = log
 
     def set_status(self, plural: str, ns: str, name: str, status: Obj) -> None:
         """What a controller would write (e.g. Deployment replicas)."""
@@ -413,9 +458,10 @@ def serve(kube: FakeKube) -> Iterator[str]:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             code, payload = kube.handle(self.command, self.path, headers, body)
-            data = json.dumps(payload).encode()
+            text = isinstance(payload, str)
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
