@@ -122,5 +122,9 @@ def figures(doc: dict[str, Any], topic: str, channel: str) -> Figures:
                     int(ch.get("in_flight_count", 0)),
                     int(ch.get("deferred_count", 0)),
                 )
+        if not topic_doc.get("channels"):
+            # nsqd holds a topic's messages until its first channel exists, then hands them
+            # all to it (after a restart that lost the channels, say): they wait for us
+            return Figures(depth=int(topic_doc.get("depth", 0)))
         return Figures(topic_depth=int(topic_doc.get("depth", 0)))
     return Figures()

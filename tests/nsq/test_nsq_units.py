@@ -148,6 +148,9 @@ def test_figures_pick_one_channel_from_nsqd_stats() -> None:
     assert figures(doc, "t", "c") == Figures(2, 3, 1, 4)
     assert figures(doc, "t", "missing") == Figures(topic_depth=2)
     assert figures({"topics": []}, "t", "c") == Figures()
+    # a topic with no channel at all hands what it holds to the first one created
+    lonely = {"topics": [{"topic_name": "t", "depth": 5, "channels": None}]}
+    assert figures(lonely, "t", "c") == Figures(depth=5)
 
 
 async def test_a_channel_name_with_a_final_newline_is_refused() -> None:
