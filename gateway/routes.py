@@ -9,7 +9,8 @@ or with per-route options and the topics ``POST /topics/{topic}`` may publish to
     routes:
       /test/: test
       /orders/: {topic: orders, methods: [POST], timeout_s: 5, async: true,
-                 auth: api_key, cors: true, rate_limit: {rate: 10, burst: 20}}
+                 auth: api_key, cors: true, rate_limit: {rate: 10, burst: 20},
+                 idempotency: {ttl_s: 86400}}
       /feed/: {topic: feed, auth: {type: jwt, require_exp: false}}
     publish: {topics: [orders], auth: api_key}
 
@@ -29,11 +30,14 @@ from kubefuncs.transport import valid_name
 
 from .auth import ANY, parse_auth
 from .cors import CorsPolicy, parse_cors
+from .idempotency import Idempotency, parse_idempotency
 from .ratelimit import RateLimit, parse_rate_limit
 
 RESERVED = ("/healthz", "/readyz", "/metrics", "/topics", "/calls")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-ROUTE_KEYS = frozenset({"topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit"})
+ROUTE_KEYS = frozenset(
+    {"topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit", "idempotency"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,7 @@ class Route:
     cors: CorsPolicy | None = None
     rate_limit: RateLimit | None = None
     require_exp: bool = True  # a JWT must carry exp (auth: {type: jwt, require_exp: false})
+    idempotency: Idempotency | None = None  # honour Idempotency-Key (idempotency.py)
 
     @property
     def base(self) -> str:
@@ -150,6 +155,7 @@ def parse_route(prefix: Any, value: Any, where: str, default_timeout_s: float) -
         cors=parse_cors(value.get("cors"), f"{where}.cors"),
         rate_limit=parse_rate_limit(value.get("rate_limit"), f"{where}.rate_limit"),
         require_exp=auth.require_exp,
+        idempotency=parse_idempotency(value.get("idempotency"), f"{where}.idempotency"),
     )
 
 
@@ -161,7 +167,7 @@ def from_dicts(
     file: str = "functions.yaml",
 ) -> RouteTable:
     """A table from ``Spec.routes()`` dicts (keys prefix, topic, methods, timeout_s, async,
-    auth, cors, rate_limit)."""
+    auth, cors, rate_limit, idempotency)."""
     routes = []
     for item in items:
         prefix = item.get("prefix")
