@@ -8,10 +8,10 @@ from typing import Any
 
 from . import wire
 from .errors import CallTimeout, RemoteError
+from .once import DEDUPE_WINDOW_S
 from .replies import ReplyRouter
 from .transport import Transport, from_url
 
-DEDUPE_WINDOW_S = 3600.0
 MAX_DEDUPE_KEY_CHARS = 1024
 
 

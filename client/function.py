@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import wire
 from .middleware import Middleware, check
-from .once import ONCE_TTL_S, once, once_key
+from .once import DEDUPE_WINDOW_S, ONCE_TTL_S, once, once_key
 from .retry import RetryPolicy
 from .settings import Settings
 
@@ -181,11 +181,18 @@ class Context:
         headers: Mapping[str, str] | None = None,
         delay_s: float = 0.0,
         dedupe_key: str | None = None,
+        dedupe_window_s: float = DEDUPE_WINDOW_S,
     ) -> Awaitable[str]:
         """Publish an event, carrying this message's trace context. ``dedupe_key`` (such
-        as ``ctx.id``): a second publish with that key within the hour is dropped."""
+        as ``ctx.id``): a second publish with that key within ``dedupe_window_s`` is
+        dropped (see :meth:`Client.publish`)."""
         return self.client.publish(
-            topic, payload, headers=self._trace(headers), delay_s=delay_s, dedupe_key=dedupe_key
+            topic,
+            payload,
+            headers=self._trace(headers),
+            delay_s=delay_s,
+            dedupe_key=dedupe_key,
+            dedupe_window_s=dedupe_window_s,
         )
 
     def once(

@@ -34,6 +34,7 @@ from .transport import Transport
 
 log = logging.getLogger("kubefuncs.once")
 
+DEDUPE_WINDOW_S = 3600.0  # Client.publish(dedupe_key=...)'s default window
 ONCE_TTL_S = 7 * 86_400.0  # how long a marker is kept (redeliveries, replayed dead letters)
 DONE_WITHOUT_RESULT = b"\xc1"  # never valid msgpack: the result could not be kept
 

@@ -59,6 +59,7 @@ class Route:
     auth: Any
     cors: Any
     rate_limit: Any
+    idempotency: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class Spec:
 
     def routes(self) -> list[dict[str, Any]]:
         """Every HTTP route, in file order, as plain dicts with exactly the keys
-        ``prefix, topic, methods, timeout_s, async, auth, cors, rate_limit``."""
+        ``prefix, topic, methods, timeout_s, async, auth, cors, rate_limit, idempotency``."""
         return [
             {
                 "prefix": r.prefix,
@@ -127,6 +128,7 @@ class Spec:
                 "auth": r.auth,
                 "cors": r.cors,
                 "rate_limit": r.rate_limit,
+                "idempotency": r.idempotency,
             }
             for fn in self.functions
             for r in fn.routes

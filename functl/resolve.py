@@ -351,6 +351,7 @@ def _route(item: Any, timeout_s: float) -> Route:
         auth=item.get("auth"),
         cors=item.get("cors"),
         rate_limit=item.get("rate_limit"),
+        idempotency=item.get("idempotency"),
     )
 
 

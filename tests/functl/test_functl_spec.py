@@ -65,7 +65,9 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
     # Then it gets plain dicts with exactly the documented keys, in file order
     assert [r["prefix"] for r in routes] == ["/hello/", "/resize/", "/thumbnails/"]
     assert all(
-        set(r) == {"prefix", "topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit"}
+        set(r)
+        == {"prefix", "topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit"}
+        | {"idempotency"}
         for r in routes
     )
     assert routes[0] == {
@@ -77,6 +79,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "auth": None,
         "cors": None,
         "rate_limit": None,
+        "idempotency": None,
     }
     assert routes[1] == {
         "prefix": "/resize/",
@@ -87,6 +90,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "auth": {"type": "bearer"},
         "cors": {"origins": ["https://example.com"]},
         "rate_limit": {"rps": 10, "burst": 20},
+        "idempotency": None,
     }
     assert routes[2]["timeout_s"] == 120.5, (
         "a short-form route waits as long as the function may run"
