@@ -13,11 +13,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from kubefuncs import HttpRequest, HttpResponse, function
 from kubefuncs.errors import ConfigError
-from kubefuncs.gateway import loads
+from kubefuncs.gateway import create_app, loads
+from kubefuncs.gateway.app import GATEWAY
 from kubefuncs.gateway.idempotency import (
     DEFAULT_TTL_S,
     Idempotency,
     MemoryStore,
+    ValkeyStore,
     fingerprint,
     is_final,
     parse_key,
@@ -301,3 +303,16 @@ async def test_a_crlf_in_the_key_never_reaches_a_response(client: Client) -> Non
 async def test_two_keys_headers_are_400(client: Client) -> None:
     r = await client.post("/pay/two", headers=[("Idempotency-Key", "a"), ("Idempotency-Key", "b")])
     assert r.status == 400 and (await r.json())["error"] == "bad_idempotency_key"
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("valkey://127.0.0.1:1/0?prefix=p", ValkeyStore),
+        ("nsq://?nsqd=127.0.0.1:1", MemoryStore),
+        ("memory://x", MemoryStore),
+    ],
+)
+def test_keys_are_shared_on_valkey_and_per_replica_elsewhere(url: str, kind: type) -> None:
+    app = create_app(replace(SETTINGS, bus_url=url), loads(ROUTES))  # nothing connects yet
+    assert isinstance(app[GATEWAY].guard.store, kind)

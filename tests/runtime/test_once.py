@@ -17,6 +17,7 @@ from kubefuncs.runtime import Runtime
 from kubefuncs.transport import Transport, from_url
 from kubefuncs.transport._recent import Recent
 
+from tests.nsq.support import Pump
 from tests.procs import Proc
 
 from .test_process import lines, ready, start_fn, wait_for
@@ -38,19 +39,18 @@ async def client(bus: str) -> AsyncIterator[Client]:
 
 async def received(transport: Transport, topic: str, channel: str, quiet_s: float) -> list[Any]:
     """The payloads ``channel`` of ``topic`` gets until none came for ``quiet_s``."""
-    sub = await transport.subscribe(topic, channel, max_in_flight=100)
+    pump = Pump(await transport.subscribe(topic, channel, max_in_flight=100))
     out: list[Any] = []
-    it = aiter(sub)
     try:
         while True:
             try:
-                delivery = await asyncio.wait_for(anext(it), quiet_s)
+                delivery = await asyncio.wait_for(pump.queue.get(), quiet_s)
             except TimeoutError:
                 return out
             out.append(wire.decode(delivery.body).payload)
             await delivery.ack()
     finally:
-        await sub.close()
+        await pump.stop()
 
 
 # -- Client.publish(dedupe_key=...) ----------------------------------------------------------
