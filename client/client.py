@@ -9,8 +9,19 @@ from typing import Any
 
 from . import tracing, wire
 from .errors import CallTimeout, RemoteError
+from .once import DEDUPE_WINDOW_S
 from .replies import ReplyRouter
 from .transport import Transport, from_url
+
+MAX_DEDUPE_KEY_CHARS = 1024
+
+
+def check_dedupe(key: str, window_s: float) -> None:
+    """ValueError naming the argument when a de-duplication key or window is unusable."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_DEDUPE_KEY_CHARS:
+        raise ValueError(f"dedupe_key must be a string of 1-{MAX_DEDUPE_KEY_CHARS} characters")
+    if isinstance(window_s, bool) or not isinstance(window_s, int | float) or window_s <= 0:
+        raise ValueError(f"dedupe_window_s must be a number of seconds > 0, got {window_s!r}")
 
 
 class Client:
@@ -50,12 +61,26 @@ class Client:
         headers: Mapping[str, str] | None = None,
         delay_s: float = 0.0,
         content_type: str = wire.MSGPACK,
+        dedupe_key: str | None = None,
+        dedupe_window_s: float = DEDUPE_WINDOW_S,
     ) -> str:
-        """Publish an event; returns its message id."""
+        """Publish an event; returns its message id.
+
+        With ``dedupe_key``, a publish to the same topic with the same key within
+        ``dedupe_window_s`` is dropped and returns the first publish's id. On Valkey the key
+        is kept on the bus, set with the message in one step (every process sees it); on
+        NSQ and the memory bus only this process remembers it."""
+        if dedupe_key is not None:
+            check_dedupe(dedupe_key, dedupe_window_s)
         with _traced(f"{topic} publish", tracing.PRODUCER, topic, headers) as headers:
             env = wire.make(topic, payload, headers=headers, content_type=content_type)
-            await self.transport.publish(topic, wire.encode(env), delay_s=delay_s)
-        return env.id
+            body = wire.encode(env)
+            if dedupe_key is None:
+                await self.transport.publish(topic, body, delay_s=delay_s)
+                return env.id
+            return await self.transport.publish_once(
+                topic, body, key=dedupe_key, window_s=dedupe_window_s, id=env.id, delay_s=delay_s
+            )
 
     async def call(
         self,

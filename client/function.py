@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import wire
 from .middleware import Middleware, check
+from .once import DEDUPE_WINDOW_S, ONCE_TTL_S, once, once_key
 from .retry import RetryPolicy
 from .settings import Settings
 
@@ -153,6 +154,7 @@ class Context:
     client: Client
     extra: dict[str, Any] = field(default_factory=dict)
     state: Mapping[str, Any] = field(default_factory=dict)  # what the lifespan set up
+    channel: str = ""  # the channel being consumed (ctx.once's keys)
 
     @property
     def id(self) -> str:
@@ -178,9 +180,34 @@ class Context:
         *,
         headers: Mapping[str, str] | None = None,
         delay_s: float = 0.0,
+        dedupe_key: str | None = None,
+        dedupe_window_s: float = DEDUPE_WINDOW_S,
     ) -> Awaitable[str]:
-        """Publish an event, carrying this message's trace context."""
-        return self.client.publish(topic, payload, headers=self._trace(headers), delay_s=delay_s)
+        """Publish an event, carrying this message's trace context. ``dedupe_key`` (such
+        as ``ctx.id``): a second publish with that key within ``dedupe_window_s`` is
+        dropped (see :meth:`Client.publish`)."""
+        return self.client.publish(
+            topic,
+            payload,
+            headers=self._trace(headers),
+            delay_s=delay_s,
+            dedupe_key=dedupe_key,
+            dedupe_window_s=dedupe_window_s,
+        )
+
+    def once(
+        self, name: str, side_effect: Callable[[str], Any], *, ttl_s: float = ONCE_TTL_S
+    ) -> Awaitable[Any]:
+        """Run ``side_effect(key)`` once per message despite redelivery; returns its result
+        (a later delivery of the message gets the first one's back without running it).
+
+        ``await ctx.once("charge", lambda key: psp.charge(card, idempotency_key=key))``
+
+        ``key`` is ``<channel>/<message id>/<name>``: pass it on to the side effect where
+        the other side accepts one, because a run that dies after the side effect but
+        before its marker is written runs it again (see :mod:`kubefuncs.once`)."""
+        key = once_key(self.channel or "-", self.id, name)
+        return once(self.client.transport, key, side_effect, ttl_s)
 
     def call(
         self,

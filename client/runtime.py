@@ -326,6 +326,7 @@ class Runtime:
                 logging.LoggerAdapter(log, self._extra(env, delivery)),
                 self.client,
                 state=self.state,
+                channel=self.settings.channel_name,
             )
             args = (env.payload, ctx)
         task = asyncio.current_task()

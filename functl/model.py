@@ -60,6 +60,7 @@ class Route:
     cors: Any
     rate_limit: Any
     middleware: tuple[str, ...] = ()  # module:function names, for the gateway
+    idempotency: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,8 @@ class Spec:
 
     def routes(self) -> list[dict[str, Any]]:
         """Every HTTP route, in file order, as plain dicts with exactly the keys
-        ``prefix, topic, methods, timeout_s, async, auth, cors, rate_limit, middleware``."""
+        ``prefix, topic, methods, timeout_s, async, auth, cors, rate_limit, middleware,
+        idempotency``."""
         return [
             {
                 "prefix": r.prefix,
@@ -129,6 +131,7 @@ class Spec:
                 "cors": r.cors,
                 "rate_limit": r.rate_limit,
                 "middleware": list(r.middleware) or None,
+                "idempotency": r.idempotency,
             }
             for fn in self.functions
             for r in fn.routes

@@ -352,6 +352,7 @@ def _route(item: Any, timeout_s: float) -> Route:
         cors=item.get("cors"),
         rate_limit=item.get("rate_limit"),
         middleware=tuple(item.get("middleware") or ()),
+        idempotency=item.get("idempotency"),
     )
 
 

@@ -17,6 +17,7 @@ from kubefuncs.errors import ConfigError, TransportError
 from kubefuncs.transport import Transport, from_url
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import idempotency
 from .auth import Authenticator
 from .callbacks import callback_session
 from .calls import CallStore, MemoryCallStore, ValkeyCallStore
@@ -49,6 +50,7 @@ def create_app(
         limiter=_limiter(bus),
         store=_store(bus),
         metrics=GatewayMetrics(),
+        once=_once(bus),
     )
     app = web.Application(
         client_max_size=max(1, settings.max_body_bytes), middlewares=[refuse_bad_requests]
@@ -90,6 +92,12 @@ def _store(bus: Transport) -> CallStore:
     if call is not None:
         return ValkeyCallStore(call, prefix)
     return NsqCallStore(bus) if bus.url.startswith("nsq:") else MemoryCallStore()
+
+
+def _once(bus: Transport) -> idempotency.Store:
+    """Idempotency records: on a Valkey bus shared by the replicas, else per replica."""
+    call, prefix = _shared_store(bus)
+    return idempotency.MemoryStore() if call is None else idempotency.ValkeyStore(call, prefix)
 
 
 def _shared_store(bus: Transport) -> tuple[Command | None, str]:

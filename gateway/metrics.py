@@ -66,6 +66,13 @@ class GatewayMetrics:
             ["status"],
             registry=r,
         )
+        self._replays = Counter(
+            "kubefuncs_gateway_idempotent_replays",
+            "Requests answered with the stored response of an earlier one with the same "
+            "Idempotency-Key (the function was not invoked), by route",
+            ["route"],
+            registry=r,
+        )
         # label lookups are slow next to the rest of the hot path: keep the children
         self._children: dict[tuple[str, ...], MetricWrapperBase] = {}
 
@@ -85,6 +92,9 @@ class GatewayMetrics:
 
     def refused(self, status: int) -> None:
         self._child(self.malformed, str(status)).inc()  # type: ignore[attr-defined]
+
+    def replayed(self, route: str) -> None:
+        self._child(self._replays, route).inc()  # type: ignore[attr-defined]
 
     def timed_out(self, route: str) -> None:
         self._child(self._timeouts, route).inc()  # type: ignore[attr-defined]

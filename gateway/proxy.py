@@ -26,7 +26,7 @@ from kubefuncs.transport import Transport
 from kubefuncs.transport._flow import backoff_s
 from yarl import URL
 
-from . import cors, middleware
+from . import cors, idempotency, middleware
 from .auth import ANY, NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
 from .callbacks import CALLBACK_HEADER, BadCallback, callback_url, post_callback
 from .calls import DONE, PENDING, CallResult, CallStore, owner_of
@@ -74,6 +74,7 @@ class Gateway:
         limiter: Limiter,
         store: CallStore,
         metrics: GatewayMetrics,
+        once: idempotency.Store | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
@@ -87,6 +88,7 @@ class Gateway:
         self.store = store
         self.metrics = metrics
         self._tracer = tracing.current()  # None unless OTEL_* ask for traces
+        self.guard = idempotency.Guard(once or idempotency.MemoryStore(), metrics.replayed)
         self.address = ""  # reply inbox, opened by start()
         self.session: aiohttp.ClientSession | None = None  # for callbacks
         self.in_flight = 0
@@ -218,12 +220,32 @@ class Gateway:
             body, refusal = await self._body(request) if request.body_exists else (b"", None)
             if refusal is not None:
                 return refusal
-            call = self._message(request, route, body)
-            if route.async_ or CALLBACK_HEADER in request.headers:
-                return await self._start_async(request, route, call, owner_of(principal))
-            return await self._call(route, call)
+            if route.idempotency is not None and idempotency.HEADER in request.headers:
+                return await self._idempotent(request, route, principal, body)
+            return await self._invoke(request, route, principal, body)
         finally:
             self.in_flight -= 1
+
+    async def _invoke(
+        self, request: web.Request, route: Route, principal: Principal | None, body: bytes
+    ) -> web.Response:
+        call = self._message(request, route, body)
+        if route.async_ or CALLBACK_HEADER in request.headers:
+            return await self._start_async(request, route, call, owner_of(principal))
+        return await self._call(route, call)
+
+    async def _idempotent(
+        self, request: web.Request, route: Route, principal: Principal | None, body: bytes
+    ) -> web.Response:
+        """The first request with a key invokes; the others replay (idempotency.py)."""
+        assert route.idempotency is not None
+        invoke = partial(self._invoke, request, route, principal, body)
+        scope = (route.prefix, self._client(request, principal))
+        ttl_s = route.idempotency.ttl_s
+        try:
+            return await self.guard.serve(request, scope, body, ttl_s, route.timeout_s, invoke)
+        except TransportError as e:
+            return self._bus_down(e, "")
 
     async def _call(self, route: Route, call: Outgoing) -> web.Response:
         """Sync invoke: publish, wait for the reply or the route's deadline. The hot path:

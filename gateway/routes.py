@@ -9,7 +9,8 @@ or with per-route options and the topics ``POST /topics/{topic}`` may publish to
     routes:
       /test/: test
       /orders/: {topic: orders, methods: [POST], timeout_s: 5, async: true,
-                 auth: api_key, cors: true, rate_limit: {rate: 10, burst: 20}}
+                 auth: api_key, cors: true, rate_limit: {rate: 10, burst: 20},
+                 idempotency: {ttl_s: 86400}}
       /feed/: {topic: feed, auth: {type: jwt, require_exp: false}}
       /audit/: {topic: audit, middleware: [myco.audit:log_request]}
     publish: {topics: [orders], auth: api_key}
@@ -31,13 +32,24 @@ from kubefuncs.transport import valid_name
 from . import middleware
 from .auth import ANY, parse_auth
 from .cors import CorsPolicy, parse_cors
+from .idempotency import Idempotency, parse_idempotency
 from .middleware import Middleware
 from .ratelimit import RateLimit, parse_rate_limit
 
 RESERVED = ("/healthz", "/readyz", "/metrics", "/topics", "/calls")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ROUTE_KEYS = frozenset(
-    {"topic", "methods", "timeout_s", "async", "auth", "cors", "rate_limit", "middleware"}
+    {
+        "topic",
+        "methods",
+        "timeout_s",
+        "async",
+        "auth",
+        "cors",
+        "rate_limit",
+        "middleware",
+        "idempotency",
+    }
 )
 
 
@@ -53,6 +65,7 @@ class Route:
     rate_limit: RateLimit | None = None
     require_exp: bool = True  # a JWT must carry exp (auth: {type: jwt, require_exp: false})
     middleware: tuple[Middleware, ...] = ()  # the first outermost (gateway/middleware.py)
+    idempotency: Idempotency | None = None  # honour Idempotency-Key (idempotency.py)
 
     @property
     def base(self) -> str:
@@ -157,6 +170,7 @@ def parse_route(prefix: Any, value: Any, where: str, default_timeout_s: float) -
         rate_limit=parse_rate_limit(value.get("rate_limit"), f"{where}.rate_limit"),
         require_exp=auth.require_exp,
         middleware=middleware.parse(value.get("middleware"), f"{where}.middleware"),
+        idempotency=parse_idempotency(value.get("idempotency"), f"{where}.idempotency"),
     )
 
 
@@ -168,7 +182,7 @@ def from_dicts(
     file: str = "functions.yaml",
 ) -> RouteTable:
     """A table from ``Spec.routes()`` dicts (keys prefix, topic, methods, timeout_s, async,
-    auth, cors, rate_limit, middleware)."""
+    auth, cors, rate_limit, middleware, idempotency)."""
     routes = []
     for item in items:
         prefix = item.get("prefix")

@@ -144,3 +144,22 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
 end
 return gone
 """
+
+# Publish unless the de-duplication key is set; set it to the message id. One script, so
+# a crash cannot leave a key without its message or a message without its key. KEYS: the
+# key, the stream (or, delayed, its delay set), the delay index. ARGV: the message id, the
+# window (ms), the body (or the delay set's member), the due time (unix ms; '' for now).
+PUBLISH_ONCE = """
+local first = redis.call('GET', KEYS[1])
+if first then
+  return first
+end
+if ARGV[4] == '' then
+  redis.call('XADD', KEYS[2], '*', 'm', ARGV[3])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+  redis.call('SADD', KEYS[3], KEYS[2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from ._recent import Recent
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelStats:
@@ -111,6 +113,7 @@ class Transport(abc.ABC):
 
     url: str
     touch_interval_s: float | None = None  # how often long work should touch its delivery
+    _recent: Recent | None = None  # publish_once / recall / remember of this process
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -172,6 +175,40 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def purge_dead(self, topic: str, channel: str, ids: list[str] | None = None) -> int:
         """Delete dead letters (all, or those ids); returns how many."""
+
+    async def publish_once(
+        self, topic: str, body: bytes, *, key: str, window_s: float, id: str, delay_s: float = 0.0
+    ) -> str:
+        """Publish ``body`` (message id ``id``) unless a publish to ``topic`` with ``key``
+        happened within ``window_s``; returns the id of the publish that counts (ours, or
+        the first). This default remembers keys in this process only (NSQ, memory bus): a
+        duplicate from another process goes through. Valkey keeps them on the bus."""
+        recent = self.recent()
+        name = f"{topic}|{key}"
+        first = recent.get(name)
+        if first is not None:
+            return first.decode()
+        recent.put(name, id.encode(), window_s)  # claimed before the await: no twin publish
+        try:
+            await self.publish(topic, body, delay_s=delay_s)
+        except BaseException:
+            recent.pop(name)
+            raise
+        return id
+
+    async def recall(self, key: str) -> bytes | None:
+        """What :meth:`remember` stored under ``key`` (None: nothing, or it expired). This
+        default holds it in this process only; Valkey keeps it on the bus."""
+        return self.recent().get(key)
+
+    async def remember(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl_s`` (``ctx.once``'s markers)."""
+        self.recent().put(key, value, ttl_s)
+
+    def recent(self) -> Recent:
+        if self._recent is None:
+            self._recent = Recent()
+        return self._recent
 
     async def maintain(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Housekeeping a long-running process calls every second or so: move due delayed

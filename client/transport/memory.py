@@ -20,6 +20,7 @@ from ..errors import TransportError, Undeliverable
 from ..wire import new_id
 from . import check_name, options
 from ._flow import Window
+from ._recent import Recent
 from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
 
 _ids = itertools.count(1)
@@ -73,6 +74,7 @@ class MemoryBus:
         self.inboxes: dict[str, asyncio.Queue[bytes]] = {}
         self.delayed: dict[str, int] = {}  # delayed publishes per topic
         self.timers: set[asyncio.TimerHandle] = set()
+        self.remembered = Recent()  # publish_once / ctx.once keys: one store per bus
 
     @classmethod
     def named(cls, name: str) -> MemoryBus:
@@ -236,6 +238,7 @@ class MemoryTransport(Transport):
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self.bus = MemoryBus.named(urlsplit(url).netloc or "default")
+        self._recent = self.bus.remembered
         self.visibility_timeout_s = float(options(url).get("visibility_timeout_s", 30))
         self.touch_interval_s = self.visibility_timeout_s / 3
         self._open = False

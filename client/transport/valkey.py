@@ -15,6 +15,7 @@ Options (URL query): ``prefix``, ``visibility_timeout_s`` (30), ``block_ms`` (20
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -77,6 +78,10 @@ class Keys:
 
     def reply(self) -> str:
         return self.reply_prefix + new_id()
+
+    def hashed(self, kind: str, key: str) -> str:
+        """``<prefix>:<kind>:<sha256 of key>``: any key, bounded in length."""
+        return f"{self.prefix}:{kind}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def redis_url(url: str) -> str:
@@ -219,6 +224,31 @@ class ValkeyTransport(Transport):
         # concurrent publishes to one stream go as one script call (one command to pack
         # and parse instead of one per message); a lone one as a plain XADD
         return ("EVAL", scripts.PUBLISH_MANY, 1, stream), ("XADD", stream, "*", "m")
+
+    async def publish_once(
+        self, topic: str, body: bytes, *, key: str, window_s: float, id: str, delay_s: float = 0.0
+    ) -> str:
+        """The de-duplication key and the message go together, in one script."""
+        stream = self.keys.topic(topic)
+        if stream not in self._known_streams:
+            await self._register(topic, stream)
+        target, item, due = stream, body, ""
+        if delay_s > 0:
+            target, item = self.keys.delayed(stream), delayed_member(0, body)
+            due = str(int((time.time() + delay_s) * 1000))
+        dedupe = self.keys.hashed("dedupe", f"{topic}|{key}")
+        keys = (dedupe, target, self.keys.delayed_index)
+        window_ms = max(1, int(window_s * 1000))
+        first = await self.call("EVAL", scripts.PUBLISH_ONCE, 3, *keys, id, window_ms, item, due)
+        return _s(first)
+
+    async def recall(self, key: str) -> bytes | None:
+        value = await self.call("GET", self.keys.hashed("once", key))
+        return None if value is None else _b(value)
+
+    async def remember(self, key: str, value: bytes, ttl_s: float) -> None:
+        ttl_ms = max(1, int(ttl_s * 1000))
+        await self.call("SET", self.keys.hashed("once", key), value, "PX", ttl_ms)
 
     async def _register(self, topic: str, stream: str) -> None:
         check_name("topic", topic)

@@ -76,6 +76,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
             "cors",
             "rate_limit",
             "middleware",
+            "idempotency",
         }
         for r in routes
     )
@@ -89,6 +90,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "cors": None,
         "rate_limit": None,
         "middleware": None,
+        "idempotency": None,
     }
     assert routes[1] == {
         "prefix": "/resize/",
@@ -100,6 +102,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "cors": {"origins": ["https://example.com"]},
         "rate_limit": {"rps": 10, "burst": 20},
         "middleware": None,
+        "idempotency": None,
     }
     assert routes[2]["timeout_s"] == 120.5, (
         "a short-form route waits as long as the function may run"

@@ -54,3 +54,24 @@ async def _broken(service: Service) -> AsyncIterator[None]:
 @function("rt-lifespan", lifespan=_broken)
 async def broken_startup(payload: Any) -> None:
     raise AssertionError("never runs: startup failed")
+
+
+def _charge(payload: dict[str, Any]) -> Any:
+    def effect(key: str) -> str:
+        with open(os.environ["KF_TEST_EFFECTS"], "a") as f:
+            f.write(f"{key} {os.getpid()}\n")
+        return f"charge-{payload['id']}-{os.getpid()}"
+
+    return effect
+
+
+@function("rt-once")
+async def charge_once(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Does its side effect (a line in $KF_TEST_EFFECTS) through ``ctx.once``; on the first
+    attempt it then hangs (``hang``), to be SIGKILLed; notes start and done as ``record``."""
+    _note("start", payload, ctx.attempt)
+    charge = await ctx.once("charge", _charge(payload))
+    if payload.get("hang") and ctx.attempt == 1:
+        await asyncio.sleep(3600)
+    _note("done", payload, ctx.attempt)
+    return {"id": payload["id"], "attempt": ctx.attempt, "pid": os.getpid(), "charge": charge}
