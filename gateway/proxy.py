@@ -8,9 +8,7 @@ no per-request loggers, label lookups or task creation for sync calls.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -24,12 +22,11 @@ from kubefuncs.replies import ReplyRouter
 from kubefuncs.tracing import PRODUCER, SERVER
 from kubefuncs.transport import Transport
 from kubefuncs.transport._flow import backoff_s
-from yarl import URL
 
-from . import cors, idempotency, middleware
-from .auth import ANY, NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
-from .callbacks import CALLBACK_HEADER, BadCallback, callback_url, post_callback
-from .calls import DONE, PENDING, CallResult, CallStore, owner_of
+from . import async_calls, cors, events, idempotency, middleware
+from .auth import NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
+from .callbacks import CALLBACK_HEADER
+from .calls import CallStore, owner_of
 from .metrics import GatewayMetrics
 from .ratelimit import FailureBudget, Limiter
 from .responses import (
@@ -44,14 +41,12 @@ from .responses import (
 )
 from .routes import Route, RouteTable
 from .settings import GatewaySettings
-from .trace import child_traceparent, trace_id
+from .trace import child_traceparent
 
 log = logging.getLogger("kubefuncs.gateway")
 access_log = logging.getLogger("kubefuncs.gateway.access")
 
-MAX_JSON_DEPTH = 100  # of a published JSON body; consumers refuse deeper payloads
 UNMATCHED = "unmatched"  # the metrics label of a topic nobody configured
-_CALL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Outgoing(NamedTuple):
@@ -231,7 +226,7 @@ class Gateway:
     ) -> web.Response:
         call = self._message(request, route, body)
         if route.async_ or CALLBACK_HEADER in request.headers:
-            return await self._start_async(request, route, call, owner_of(principal))
+            return await async_calls.start(self, request, route, call, owner_of(principal))
         return await self._call(route, call)
 
     async def _idempotent(
@@ -259,7 +254,11 @@ class Gateway:
             reply = await future
         except TimeoutError:
             self.metrics.timed_out(route.prefix)
-            log.info("no reply within %gs", route.timeout_s, extra=_ids(call_id, route, trace))
+            log.info(
+                "no reply within %gs",
+                route.timeout_s,
+                extra=async_calls.log_ids(call_id, route, trace),
+            )
             return timeout_response(route.topic, route.timeout_s, call_id)
         except TransportError as e:
             return self._bus_down(e, call_id)
@@ -383,61 +382,7 @@ class Gateway:
             413, "body_too_large", f"request body is over the {limit}-byte limit"
         )
 
-    # -- async calls -----------------------------------------------------------------------
-
-    async def _start_async(
-        self, request: web.Request, route: Route, call: Outgoing, owner: str | None
-    ) -> web.Response:
-        try:
-            values = request.headers.getall(CALLBACK_HEADER, [])
-            callback = callback_url(values, self.settings.callbacks)
-        except BadCallback as e:
-            return error_response(400, "bad_callback", e.reason)
-        call_id = call.id
-        future = self.replies.expect(call_id, route.timeout_s)
-        pending = CallResult(PENDING, owner=owner)
-        try:
-            await self.store.put(call_id, pending, self.settings.result_ttl_s)
-            await self.transport.publish(route.topic, call.message)
-        except TransportError as e:
-            self.replies.forget(call_id)
-            return self._bus_down(e, call_id)
-        self._spawn(self._finish_async(route, call, future, callback, owner))
-        return web.json_response(
-            {"call_id": call_id, "status": PENDING, "result_url": f"/calls/{call_id}"},
-            status=202,
-            headers={CALL_ID: call_id, "Location": f"/calls/{call_id}"},
-        )
-
-    async def _finish_async(
-        self,
-        route: Route,
-        call: Outgoing,
-        future: asyncio.Future[wire.Envelope],
-        callback: URL | None,
-        owner: str | None,
-    ) -> None:
-        try:
-            reply = await future
-            response = from_reply(reply, call.id)
-        except TimeoutError:
-            self.metrics.timed_out(route.prefix)
-            response = timeout_response(route.topic, route.timeout_s, call.id)
-        finally:
-            self.replies.forget(call.id)
-        headers = dict(response.headers)
-        result = CallResult(DONE, response.status, headers, _body_of(response), owner)
-        try:
-            await self.store.put(call.id, result, self.settings.result_ttl_s)
-        except TransportError as e:
-            log.warning(
-                "could not store an async result: %s", e, extra=_ids(call.id, route, call.trace)
-            )
-        if callback is not None and self.session is not None:
-            ok = await post_callback(
-                self.session, callback, call.id, result, self.settings.callback_timeout_s
-            )
-            self.metrics.callbacks.labels("ok" if ok else "failed").inc()
+    # -- async calls and events (async_calls.py, events.py) --------------------------------
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -445,82 +390,17 @@ class Gateway:
         task.add_done_callback(self._background.discard)
 
     async def call_result(self, request: web.Request) -> web.Response:
-        """``GET /calls/{id}``: 202 while pending, then the function's response. A call made
-        on a route with auth is only shown to the principal that made it: others hear 401
-        without credentials, or the 404 of an unknown id (ids cannot be probed)."""
-        call_id = request.match_info["id"]
-        if not _CALL_ID.fullmatch(call_id):
-            return error_response(
-                400, "bad_call_id", "a call id is 32 lowercase hex characters (from X-Call-Id)"
-            )
-        try:
-            result = await self.store.get(call_id)
-        except TransportError as e:
-            return self._bus_down(e, call_id)
-        if result is not None and result.owner is not None:
-            # the caller's credentials, checked (and failures throttled) as on any route
-            caller, refusal = await self._admit(request, ANY)
-            if refusal is not None:
-                return refusal
-            if owner_of(caller) != result.owner:
-                result = None
-        if result is None:
-            return error_response(
-                404, "unknown_call", "no such call (never made, or its result expired)", call_id
-            )
-        if result.state == PENDING:
-            return web.json_response(
-                {"call_id": call_id, "status": PENDING}, status=202, headers={CALL_ID: call_id}
-            )
-        return web.Response(
-            status=result.status,
-            headers={**result.headers, "X-Call-Status": DONE},
-            body=result.body,
-        )
-
-    # -- events ----------------------------------------------------------------------------
+        """``GET /calls/{id}`` (see :func:`async_calls.result`)."""
+        return await async_calls.result(self, request)
 
     async def publish(self, request: web.Request) -> web.Response:
         """``POST /topics/{topic}``: publish the body as an event (fire and forget)."""
         started = time.perf_counter()
         topic = request.match_info["topic"]
-        response = await self._publish(request, topic)
+        response = await events.publish(self, request, topic)
         label = topic if topic in self.table.publish.topics else UNMATCHED
         self._done(request, "/topics", label, response, started)
         return response
-
-    async def _publish(self, request: web.Request, topic: str) -> web.Response:
-        publish = self.table.publish
-        _, refusal = await self._admit(request, publish.auth, publish.require_exp)
-        if refusal is not None:
-            return refusal
-        if topic not in publish.topics:
-            await self.count_failure(request)
-            return error_response(
-                403, "topic_not_allowed", f"topic {topic!r} is not open for publishing"
-            )
-        body, refusal = await self._body(request)
-        if refusal is not None:
-            return refusal
-        payload, content_type, problem = event_payload(request.content_type, body)
-        if problem:
-            return error_response(400, "bad_request", problem)
-        trace = self._trace(request.headers, topic)
-        trace.pop("tracestate", None)  # an event carries the trace id on, not the caller's state
-        env = wire.make(topic, payload, headers=trace, content_type=content_type)
-        try:
-            message = wire.encode(env)
-        except (ValueError, OverflowError, TypeError, RecursionError) as e:
-            # UnicodeEncodeError (a lone surrogate) is a ValueError; OverflowError: an
-            # integer msgpack cannot carry
-            return error_response(422, "unencodable_payload", f"body cannot be carried: {e}")
-        try:
-            await self.transport.publish(topic, message)
-        except TransportError as e:
-            return self._bus_down(e, env.id)
-        return web.json_response(
-            {"id": env.id, "topic": topic}, status=202, headers={CALL_ID: env.id}
-        )
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -550,59 +430,12 @@ class Gateway:
             )
 
 
-def event_payload(content_type: str, body: bytes) -> tuple[Any, str, str | None]:
-    """An event's payload: JSON bodies become values (carried as msgpack), others bytes."""
-    if content_type == "application/json":
-        try:
-            value = json.loads(body) if body else None
-        except ValueError as e:
-            return None, "", f"body is not valid JSON: {e}"
-        except RecursionError:
-            value = None
-            depth = MAX_JSON_DEPTH + 1
-        else:
-            depth = json_depth(value, MAX_JSON_DEPTH)
-        if depth > MAX_JSON_DEPTH:
-            return None, "", f"body is JSON nested deeper than {MAX_JSON_DEPTH} levels"
-        return value, wire.MSGPACK, None
-    return body, content_type or "application/octet-stream", None
-
-
-def json_depth(value: Any, limit: int) -> int:
-    """How deeply ``value`` nests lists and dicts, counted up to ``limit + 1`` (no recursion:
-    the value came from a caller)."""
-    deepest, level = 0, [(value, 1)]
-    while level:
-        item, depth = level.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            children = item.values() if isinstance(item, dict) else item
-            level.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _body_timeout(timeout_s: float) -> web.Response:
     response = error_response(
         408, "body_timeout", f"the request body did not arrive within {timeout_s:g}s"
     )
     response.force_close()  # the rest of the body may still come: not a request of its own
     return response
-
-
-def _body_of(response: web.Response) -> bytes:
-    body = response.body
-    return bytes(body) if isinstance(body, bytes | bytearray) else b""
-
-
-def _ids(call_id: str, route: Route, trace: Mapping[str, str]) -> dict[str, str]:
-    return {
-        "call_id": call_id,
-        "topic": route.topic,
-        "route": route.prefix,
-        "trace_id": trace_id(trace.get("traceparent", "")),
-    }
 
 
 def _relay_failure(reply: asyncio.Future[Any], published: asyncio.Future[Any]) -> None:
