@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,6 +24,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 from aiohttp import web
 from kubefuncs import wire
 from kubefuncs.errors import ConfigError, TransportError
+from kubefuncs.transport._recent import Recent
 
 from .calls import DONE, CallResult, unpack_map
 from .responses import error_response
@@ -147,47 +147,24 @@ class MemoryStore:
         max_bytes: int = MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.max_items, self.max_bytes, self.bytes = max_items, max_bytes, 0
-        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._clock = clock
+        self.records = Recent(max_items=max_items, max_bytes=max_bytes, clock=clock)
 
     def __len__(self) -> int:
-        return len(self._items)
-
-    def _get(self, key: str) -> bytes | None:
-        item = self._items.get(key)
-        if item is not None and item[0] <= self._clock():
-            self._pop(key)
-            return None
-        return None if item is None else item[1]
-
-    def _put(self, key: str, value: bytes, ttl_s: float) -> None:
-        self._pop(key)
-        self._items[key] = (self._clock() + ttl_s, value)
-        self.bytes += len(key) + len(value)
-        while len(self._items) > 1 and (
-            len(self._items) > self.max_items or self.bytes > self.max_bytes
-        ):
-            self._pop(next(iter(self._items)))
-
-    def _pop(self, key: str) -> None:
-        item = self._items.pop(key, None)
-        if item is not None:
-            self.bytes -= len(key) + len(item[1])
+        return len(self.records)
 
     async def claim(self, key: str, claim: bytes, ttl_s: float) -> bytes | None:
-        held = self._get(key)
+        held = self.records.get(key)
         if held is None:
-            self._put(key, claim, ttl_s)
+            self.records.put(key, claim, ttl_s)
         return held
 
     async def finish(self, key: str, claim: bytes, record: bytes, ttl_s: float) -> None:
-        if self._get(key) in (None, claim):
-            self._put(key, record, ttl_s)
+        if self.records.get(key) in (None, claim):
+            self.records.put(key, record, ttl_s)
 
     async def release(self, key: str, claim: bytes) -> None:
-        if self._get(key) == claim:
-            self._pop(key)
+        if self.records.get(key) == claim:
+            self.records.pop(key)
 
 
 CLAIM = """
