@@ -1,0 +1,48 @@
+"""The dashboard of ``functl dev``: the console over the local functions.yaml (read-only),
+the dev session's bus, and the in-process functions' own metrics registries."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+
+from .app import create_app
+from .catalog import FileCatalog
+from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    from kubefuncs.transport import Transport
+
+DEV_SCRAPE_S = 2.0
+
+
+def _text(registry: CollectorRegistry) -> str:
+    return generate_latest(registry).decode()
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    path: str,
+    transport: Transport,
+    registries: Mapping[str, CollectorRegistry],
+    addr: str,
+    bus_url: str,
+) -> AsyncIterator[None]:
+    """Serve the console on ``addr`` (no auth: it binds where the dev gateway does)."""
+    settings = ServeSettings(addr=addr, no_auth=True, scrape_s=DEV_SCRAPE_S)
+    local = {name: (lambda r=r: _text(r)) for name, r in registries.items()}
+    app = create_app(
+        settings, FileCatalog(path), bus_url=bus_url, transport=transport, local_metrics=local
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = addr.rsplit(":", 1)
+    try:
+        await web.TCPSite(runner, host or None, int(port)).start()
+        yield
+    finally:
+        await runner.cleanup()
