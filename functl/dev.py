@@ -141,9 +141,10 @@ async def run(spec: Spec, dev_plan: Plan, echo: Echo, stop: asyncio.Event) -> No
             for name, why in dev_plan.skipped
         ]
     app = create_app(settings, table, transport=transport)
-    async with _console(spec, dev_plan, transport, runtimes), _processes(
-        dev_plan.commands, echo
-    ) as procs:
+    async with (
+        _console(spec, dev_plan, transport, runtimes, echo),
+        _processes(dev_plan.commands, echo) as procs,
+    ):
         tasks = [asyncio.create_task(r.run()) for r in runtimes]
         try:
             await _serve(app, dev_plan.addr, stop, procs)
@@ -185,15 +186,14 @@ async def _serve(
 
 @contextlib.asynccontextmanager
 async def _console(
-    spec: Spec, dev_plan: Plan, transport: Transport, runtimes: list[Runtime]
+    spec: Spec, dev_plan: Plan, transport: Transport, runtimes: list[Runtime], echo: Echo
 ) -> AsyncIterator[None]:
-    if not dev_plan.console_addr:
-        yield
-        return
+    """The dashboard (functl/console) over the local functions, unless its port is taken."""
     from .console.local import serving
 
     registries = {r.fn.name: r.metrics.registry for r in runtimes}
-    async with serving(spec.file, transport, registries, dev_plan.console_addr, dev_plan.bus_url):
+    addr, bus = dev_plan.console_addr, dev_plan.bus_url
+    async with serving(spec.file, transport, registries, addr, bus, echo):
         yield
 
 

@@ -7,6 +7,7 @@ so the API runs them in a thread.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -143,6 +144,8 @@ class ClusterCatalog:
         self.base = {k: v for k, v in (data or {}).items() if k != "functions"}
         self.base_file = base_file
         self.known = {r.get("name"): r for r in _raw_functions(base_text) if isinstance(r, dict)}
+        # the API's threads take turns on the one cluster client (and on a deploy's reads)
+        self._lock = threading.RLock()
 
     def resolve(self, body: Mapping[str, Any]) -> Spec:
         """One function in the functions.yaml format, with the base's top-level settings;
@@ -151,7 +154,8 @@ class ClusterCatalog:
         return spec.loads(yaml.safe_dump(document, sort_keys=False), "request")
 
     def functions(self) -> list[FunctionView]:
-        found = self.cluster.list("Deployment", release_selector(self.target.release))
+        with self._lock:
+            found = self.cluster.list("Deployment", release_selector(self.target.release))
         return [self._view(d) for d in found if deploy.ours(d)]
 
     def _view(self, d: Mapping[str, Any]) -> FunctionView:
@@ -181,6 +185,10 @@ class ClusterCatalog:
             return {}
 
     def deploy(self, body: Mapping[str, Any], *, update: bool) -> tuple[FunctionView, list[str]]:
+        with self._lock:
+            return self._deploy(body, update)
+
+    def _deploy(self, body: Mapping[str, Any], update: bool) -> tuple[FunctionView, list[str]]:
         s = self.resolve(body)
         fn = s.functions[0]
         live = self._objects(fn.name)
@@ -203,6 +211,10 @@ class ClusterCatalog:
         return view, [str(c) for c in changes]
 
     def delete(self, name: str) -> list[str]:
+        with self._lock:
+            return self._delete(name)
+
+    def _delete(self, name: str) -> list[str]:
         live = self._objects(name)
         if not live:
             raise NotFound(f"no function {name!r} in release {self.target.release}")
@@ -222,8 +234,10 @@ class ClusterCatalog:
     def scrape_urls(self, name: str) -> list[str]:
         from lightkube.resources.core_v1 import Pod
 
-        selector = {**release_selector(self.target.release), NAME: name}
-        pods = self.cluster.client.list(Pod, namespace=self.target.namespace, labels=selector)
+        selector: dict[str, Any] = {**release_selector(self.target.release), NAME: name}
+        with self._lock:
+            found = self.cluster.client.list(Pod, namespace=self.target.namespace, labels=selector)
+            pods = list(found)
         ips = [p.status.podIP for p in pods if p.status is not None and p.status.podIP]
         return [f"http://{ip}:{METRICS_PORT}/metrics" for ip in ips]
 

@@ -9,7 +9,8 @@ from typing import Any
 import click
 from aiohttp import web
 
-from ..actions import Flags, bus_url, connect, load, target
+from ..actions import Flags, bus_url, load, target
+from ..kube import Cluster
 from ..options import bus_options, cluster_options, flags, release_options
 from .app import create_app
 from .catalog import Catalog, ClusterCatalog, FileCatalog
@@ -22,9 +23,8 @@ def catalog_for(f: Flags, use_cluster: bool) -> Catalog:
         return FileCatalog(f.functions)
     with open(f.functions, encoding="utf-8") as file:
         text = file.read()
-    cluster = connect(f)
-    assert hasattr(cluster, "client"), "connect() gives a kube.Cluster"
-    return ClusterCatalog(cluster, target(f), text, f.functions)  # type: ignore[arg-type]
+    cluster = Cluster.connect(f.namespace, kubeconfig=f.kubeconfig, context=f.context)
+    return ClusterCatalog(cluster, target(f), text, f.functions)
 
 
 def build(f: Flags, settings: ServeSettings, use_cluster: bool) -> web.Application:

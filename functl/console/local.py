@@ -4,7 +4,7 @@ the dev session's bus, and the in-process functions' own metrics registries."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -31,8 +31,13 @@ async def serving(
     registries: Mapping[str, CollectorRegistry],
     addr: str,
     bus_url: str,
+    echo: Callable[[str], None],
 ) -> AsyncIterator[None]:
-    """Serve the console on ``addr`` (no auth: it binds where the dev gateway does)."""
+    """Serve the console on ``addr`` (no auth: it binds where the dev gateway does); when
+    ``addr`` is "" or its port is taken, say so and run without it."""
+    if not addr:
+        yield
+        return
     settings = ServeSettings(addr=addr, no_auth=True, scrape_s=DEV_SCRAPE_S)
     local = {name: (lambda r=r: _text(r)) for name, r in registries.items()}
     app = create_app(
@@ -42,7 +47,13 @@ async def serving(
     await runner.setup()
     host, port = addr.rsplit(":", 1)
     try:
-        await web.TCPSite(runner, host or None, int(port)).start()
+        try:
+            await web.TCPSite(runner, host or None, int(port)).start()
+        except OSError as e:
+            echo(
+                f"functl dev: no dashboard: cannot listen on {addr} ({e.strerror}); "
+                "pass --console-port PORT (0: none)"
+            )
         yield
     finally:
         await runner.cleanup()

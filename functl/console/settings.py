@@ -11,28 +11,32 @@ READ, WRITE = "read", "write"
 ROLES = (READ, WRITE)
 MIN_KEY_CHARS = 8
 MIN_SECRET_BYTES = 32
+DEFAULT_ADDR = "127.0.0.1:8090"
+DEFAULT_SCRAPE_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class ServeSettings:
     """What the server needs besides the catalog; every field has a FUNCTL_SERVE_* variable."""
 
-    addr: str = "127.0.0.1:8090"
+    addr: str = DEFAULT_ADDR
     api_keys: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # key -> (name, role)
     jwt_secret: str | None = None  # HS256; the token's "role" claim (read/write) is its role
     no_auth: bool = False  # only for a local dashboard (functl dev)
-    scrape_s: float = 10.0
+    scrape_s: float = DEFAULT_SCRAPE_S
     history_s: float = 3600.0
     invoke_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServeSettings:
         return cls(
-            addr=env.get("FUNCTL_SERVE_ADDR", cls.addr),
+            addr=env.get("FUNCTL_SERVE_ADDR", DEFAULT_ADDR),
             api_keys=parse_keys(env.get("FUNCTL_SERVE_API_KEYS", "")),
             jwt_secret=_secret(env.get("FUNCTL_SERVE_JWT_SECRET", "")),
             no_auth=_flag("FUNCTL_SERVE_NO_AUTH", env.get("FUNCTL_SERVE_NO_AUTH", "")),
-            scrape_s=_seconds("FUNCTL_SERVE_SCRAPE_S", env.get("FUNCTL_SERVE_SCRAPE_S"), 10.0),
+            scrape_s=_seconds(
+                "FUNCTL_SERVE_SCRAPE_S", env.get("FUNCTL_SERVE_SCRAPE_S"), DEFAULT_SCRAPE_S
+            ),
         )
 
     def check(self) -> None:

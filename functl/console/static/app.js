@@ -78,12 +78,15 @@ function functionRow(f) {
 function showTable() {
   const heads = ["function", "topic / channel", "replicas", "depth", "in flight", "dead", "calls/s", "errors/s", "p50 ms", "p99 ms"];
   const body = el("tbody");
+  const deployLink = el("a", { href: "#/new", id: "new-function", hidden: "" }, "Deploy a function");
   view.replaceChildren(
     el("h1", {}, "Functions"),
+    deployLink,
     el("table", { id: "functions" }, el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { class: i > 1 ? "num" : null }, h)))), body));
   every(async () => {
     const data = await api("GET", "/api/v1/functions");
     document.getElementById("mode").textContent = data.writable ? `${data.mode}` : `${data.mode}, read-only`;
+    deployLink.hidden = !data.writable;
     body.replaceChildren(...data.functions.map(functionRow));
   });
 }
@@ -206,7 +209,10 @@ async function showFunction(name) {
     chartBox,
     el("h2", {}, "Test invocation"), invokeForm(name),
     el("h2", {}, "Dead letters"), dead.box,
-    el("h2", {}, "Definition"), deployForm(name, fn.source));
+    el("h2", {}, "Definition"),
+    fn.origin === "file"
+      ? el("div", {}, el("p", { class: "muted" }, "read-only: no cluster configured (edit the functions.yaml)"), el("pre", { id: "definition" }, JSON.stringify(fn.source, null, 2)))
+      : deployForm(name, fn.source));
   if (firstRoute) document.querySelector("#invoke-form input[name=path]").value = firstRoute.prefix;
   makeCharts(chartBox);
   await dead.refresh();
