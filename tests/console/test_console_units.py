@@ -127,3 +127,12 @@ def test_bad_settings_name_the_variable(env: dict[str, str], words: str) -> None
 def test_a_server_without_credentials_refuses_to_start() -> None:
     with pytest.raises(UsageError, match="FUNCTL_SERVE_API_KEYS"):
         ServeSettings.from_env({}).check()
+
+
+def test_the_docs_carry_the_reference_generated_from_the_document() -> None:
+    from pathlib import Path
+
+    from kubefuncs.functl.console import reference
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text()
+    assert reference.markdown() in doc, "run python -m kubefuncs.functl.console.reference"
