@@ -43,7 +43,7 @@ def _endpoints(document: dict[str, Any]) -> list[str]:
             body = _schema_name(op["responses"][ok].get("content", {}))
             lines.append(
                 f"| {method.upper()} | `{path}` | {op['summary']} | {role} | {ok} {body} | "
-                f"{errors or '–'} |"
+                f"{errors or 'none'} |"
             )
     return lines
 
