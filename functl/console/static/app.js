@@ -1,5 +1,6 @@
 // The kubefuncs console: plain ES modules over the v1 API, no build step.
-import uPlot from "/vendor/uplot/dist/uPlot.esm.js";
+// uPlot comes from npm (make setup); without it the pages work and draw no charts
+const uPlot = await import("/vendor/uplot/dist/uPlot.esm.js").then((m) => m.default, () => null);
 
 const POLL_MS = 2000;
 const view = document.getElementById("view");
@@ -102,6 +103,10 @@ const CHARTS = [
 const COLORS = ["#2563eb", "#c0392b"];
 
 function makeCharts(box) {
+  if (uPlot === null) {
+    box.append(el("p", { class: "muted" }, "charts need uPlot: run make setup (npm ci in functl/console)"));
+    return;
+  }
   charts = CHARTS.map(([title, keys]) => {
     const holder = el("div", { class: "chart" }, el("h3", {}, title));
     box.append(holder);
