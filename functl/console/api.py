@@ -6,22 +6,20 @@ the rings. Every refusal is JSON ``{"error": code, "message": reason}`` with a 4
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from aiohttp import web
 
-from ..busops import describe_dead, plain
+from ..busops import describe_dead
 from ..errors import ClusterUnreachable, Forbidden, FunctlError, Rejected, SpecError, UsageError
-from . import openapi
+from . import invoke, openapi
 from .access import Denied
 from .catalog import Conflict, FunctionView, NotFound, ReadOnly
+from .common import ApiError, allowed, json_body, object_body, view, views
 from .settings import READ, WRITE
 
 if TYPE_CHECKING:
@@ -29,16 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
-MAX_TIMEOUT_S = 300.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _WINDOW = re.compile(r"^(\d{1,5})([smh])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
 def failure(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -94,23 +85,12 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/functions/{name}", get_function)
     r.add_put("/api/v1/functions/{name}", update_function)
     r.add_delete("/api/v1/functions/{name}", delete_function)
-    r.add_post("/api/v1/functions/{name}/invoke", invoke)
+    r.add_post("/api/v1/functions/{name}/invoke", invoke.invoke)
+    r.add_get("/api/v1/calls/{call_id}", invoke.get_call)
     r.add_get("/api/v1/functions/{name}/dead-letters", list_dead)
     r.add_post("/api/v1/functions/{name}/dead-letters", replay_dead)
     r.add_delete("/api/v1/functions/{name}/dead-letters", purge_dead)
     r.add_get("/api/v1/functions/{name}/metrics", metrics)
-
-
-def _console(request: web.Request) -> Console:
-    from .app import CONSOLE
-
-    return request.app[CONSOLE]
-
-
-async def _allowed(request: web.Request, need: str) -> Console:
-    console = _console(request)
-    await console.access.check(request.headers, need)
-    return console
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -118,17 +98,6 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 # -- reading ---------------------------------------------------------------------------
-
-
-async def views(console: Console) -> list[FunctionView]:
-    return await asyncio.to_thread(console.catalog.functions)
-
-
-async def view(console: Console, name: str) -> FunctionView:
-    for v in await views(console):
-        if v.name == name:
-            return v
-    raise ApiError(404, "not_found", f"no function {name!r} (GET /api/v1/functions lists them)")
 
 
 async def bus_stats(console: Console, v: FunctionView) -> dict[str, int] | None:
@@ -155,7 +124,7 @@ async def row(console: Console, v: FunctionView) -> dict[str, Any]:
 
 
 async def list_functions(request: web.Request) -> web.Response:
-    console = await _allowed(request, READ)
+    console = await allowed(request, READ)
     rows = await asyncio.gather(*(row(console, v) for v in await views(console)))
     return web.json_response(
         {"mode": console.catalog.mode, "writable": console.catalog.writable, "functions": rows}
@@ -163,7 +132,7 @@ async def list_functions(request: web.Request) -> web.Response:
 
 
 async def get_function(request: web.Request) -> web.Response:
-    console = await _allowed(request, READ)
+    console = await allowed(request, READ)
     v = await view(console, request.match_info["name"])
     return web.json_response(
         {**await row(console, v), "spec": dict(v.spec), "source": v.source, **v.extra}
@@ -182,7 +151,7 @@ def window_s(raw: str, limit_s: float) -> float:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    console = await _allowed(request, READ)
+    console = await allowed(request, READ)
     v = await view(console, request.match_info["name"])
     window = window_s(request.query.get("window", "15m"), console.settings.history_s)
     points = console.rings.series(v.name, time.time() - window)
@@ -199,109 +168,6 @@ async def metrics(request: web.Request) -> web.Response:
 # -- invoking --------------------------------------------------------------------------
 
 
-async def json_body(request: web.Request) -> Any:
-    """The JSON body (YAML too when the content type says so); 400 with the reason."""
-    raw = await request.read()
-    if not raw:
-        return None
-    try:
-        text = raw.decode("utf-8")
-        if "yaml" in request.content_type:
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ApiError(400, "bad_body", f"the request body is not valid JSON or YAML: {e}") from e
-
-
-def _object(body: Any, what: str) -> dict[str, Any]:
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_body", f"{what} must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def _timeout(body: Mapping[str, Any], default_s: float) -> float:
-    value = body.get("timeout_s", default_s)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 < value <= MAX_TIMEOUT_S
-    ):
-        raise ApiError(400, "bad_body", f"timeout_s must be a number in (0, {MAX_TIMEOUT_S:g}]")
-    return float(value)
-
-
-def http_request(spec: Any) -> Any:
-    """The ``http`` member of an invoke body -> a wire HttpRequest (400 when malformed)."""
-    from kubefuncs.wire import HttpRequest
-
-    if not isinstance(spec, dict):
-        raise ApiError(400, "bad_body", "http must be an object {method, path, headers, body}")
-    method, path = spec.get("method", "GET"), spec.get("path", "/")
-    headers, body = spec.get("headers") or {}, spec.get("body") or ""
-    if not isinstance(method, str) or not re.fullmatch(r"[A-Za-z]{1,16}", method):
-        raise ApiError(400, "bad_body", f"http.method must be an HTTP method, got {method!r}")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ApiError(400, "bad_body", f"http.path must start with '/', got {path!r}")
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise ApiError(400, "bad_body", "http.headers must map names to strings")
-    if not isinstance(body, str):
-        raise ApiError(400, "bad_body", "http.body must be a string")
-    target, _, query = path.partition("?")
-    lowered = {str(k).lower(): v for k, v in headers.items()}
-    return HttpRequest(method.upper(), target, query, lowered, body.encode())
-
-
-def reply_json(reply: Any, duration_ms: float) -> dict[str, Any]:
-    from kubefuncs.wire import HttpResponse
-
-    if isinstance(reply, HttpResponse):
-        text = _text(reply.body)
-        return {
-            "outcome": "http",
-            "status": reply.status,
-            "headers": dict(reply.headers),
-            **text,
-            "duration_ms": duration_ms,
-        }
-    return {"outcome": "reply", "reply": plain(reply), "duration_ms": duration_ms}
-
-
-def _text(body: bytes) -> dict[str, str]:
-    try:
-        return {"body": body.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"body": "", "body_base64": base64.b64encode(body).decode()}
-
-
-async def invoke(request: web.Request) -> web.Response:
-    from kubefuncs import wire
-    from kubefuncs.errors import CallTimeout, KubefuncsError, RemoteError
-
-    console = await _allowed(request, WRITE)
-    v = await view(console, request.match_info["name"])
-    body = _object(await json_body(request), "the invoke body")
-    timeout_s = _timeout(body, console.settings.invoke_timeout_s)
-    is_http = "http" in body
-    payload = http_request(body["http"]) if is_http else plain(body.get("payload"))
-    kind = wire.HTTP_REQUEST if is_http else wire.REQUEST
-    assert console.client is not None
-    started = time.perf_counter()
-    try:
-        reply = await console.client.call(v.topic, payload, timeout_s=timeout_s, kind=kind)
-    except RemoteError as e:
-        took = round((time.perf_counter() - started) * 1000, 3)
-        error = {"type": e.type, "message": e.message, "retryable": e.retryable}
-        return web.json_response({"outcome": "error", "error": error, "duration_ms": took})
-    except CallTimeout as e:
-        raise ApiError(504, "timeout", f"no reply from {v.name} within {timeout_s:g} s: {e}") from e
-    except KubefuncsError as e:
-        raise ApiError(503, "bus_unavailable", f"the bus failed the call: {e}") from e
-    took = round((time.perf_counter() - started) * 1000, 3)
-    return web.json_response(reply_json(reply, took))
-
-
 # -- dead letters ----------------------------------------------------------------------
 
 
@@ -315,7 +181,7 @@ async def _ids(request: web.Request) -> list[str] | None:
     """``{"ids": [...]}`` in the body or ``?ids=a,b``; None means every dead letter."""
     if "ids" in request.query:
         return [i for i in request.query["ids"].split(",") if i] or None
-    ids = _object(await json_body(request), "the body").get("ids")
+    ids = object_body(await json_body(request), "the body").get("ids")
     if ids is None:
         return None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -333,7 +199,7 @@ async def _bus_call(coro: Awaitable[Any]) -> Any:
 
 
 async def list_dead(request: web.Request) -> web.Response:
-    console = await _allowed(request, READ)
+    console = await allowed(request, READ)
     v = await view(console, request.match_info["name"])
     limit = _limit(request.query.get("limit", "100"))
     letters = await _bus_call(console.bus().dead_letters(v.topic, v.channel, limit=limit))
@@ -341,14 +207,14 @@ async def list_dead(request: web.Request) -> web.Response:
 
 
 async def replay_dead(request: web.Request) -> web.Response:
-    console = await _allowed(request, WRITE)
+    console = await allowed(request, WRITE)
     v = await view(console, request.match_info["name"])
     n = await _bus_call(console.bus().replay_dead(v.topic, v.channel, await _ids(request)))
     return web.json_response({"name": v.name, "replayed": n})
 
 
 async def purge_dead(request: web.Request) -> web.Response:
-    console = await _allowed(request, WRITE)
+    console = await allowed(request, WRITE)
     v = await view(console, request.match_info["name"])
     n = await _bus_call(console.bus().purge_dead(v.topic, v.channel, await _ids(request)))
     return web.json_response({"name": v.name, "purged": n})
@@ -358,8 +224,8 @@ async def purge_dead(request: web.Request) -> web.Response:
 
 
 async def _deploy(request: web.Request, update: bool) -> web.Response:
-    console = await _allowed(request, WRITE)
-    body = _object(await json_body(request), "the function")
+    console = await allowed(request, WRITE)
+    body = object_body(await json_body(request), "the function")
     if update:
         name = request.match_info["name"]
         body.setdefault("name", name)
@@ -381,7 +247,7 @@ async def update_function(request: web.Request) -> web.Response:
 
 
 async def delete_function(request: web.Request) -> web.Response:
-    console = await _allowed(request, WRITE)
+    console = await allowed(request, WRITE)
     name = request.match_info["name"]
     changes = await asyncio.to_thread(console.catalog.delete, name)
     return web.json_response({"name": name, "changes": changes})

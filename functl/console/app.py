@@ -22,6 +22,7 @@ from aiohttp import web
 from . import api, figures
 from .access import Access
 from .catalog import Catalog, FunctionView
+from .invoke import Calls
 from .settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class Console:
     client: Client | None = None
     local: LocalMetrics = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
+    calls: Calls = field(default_factory=Calls)
 
     def bus(self) -> Transport:
         assert self.transport is not None, "the console's bus is not connected"
@@ -126,6 +128,7 @@ async def _sampler(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await console.calls.close()
         await console.session.close()
 
 

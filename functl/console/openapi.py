@@ -102,8 +102,22 @@ INVOKE_REQUEST = {
             body={**STR, "default": ""},
         ),
         "timeout_s": {**NUM, "exclusiveMinimum": 0, "maximum": 300, "default": 10},
+        "async": {
+            "type": "boolean",
+            "default": False,
+            "description": "true: answer 202 with a call id at once; GET /api/v1/calls/{call_id}",
+        },
     },
 }
+CALL = _object(
+    ["call_id", "function", "status"],
+    call_id=STR,
+    function=STR,
+    status={"enum": ["pending", "done"]},
+    location=STR,
+    http_status={**INT, "description": "what the synchronous invoke would have answered"},
+    result={"oneOf": [_ref("InvokeResult"), _ref("Error")]},
+)
 INVOKE_RESULT = {
     "type": "object",
     "required": ["outcome", "duration_ms"],
@@ -149,6 +163,7 @@ SCHEMAS: dict[str, Json] = {
     "Deleted": _object(["name", "changes"], name=STR, changes={"type": "array", "items": STR}),
     "InvokeRequest": INVOKE_REQUEST,
     "InvokeResult": INVOKE_RESULT,
+    "Call": CALL,
     "DeadLetters": _object(
         ["name", "dead_letters"],
         name=STR,
@@ -173,6 +188,7 @@ ERRORS = {
     "403": "the credential's role may not do this",
     "404": "no such function",
     "409": "already deployed, or the server is read-only (no cluster)",
+    "429": "too many background calls kept",
     "422": "the function is invalid: issues carry functl's field paths",
     "502": "the cluster refused the server's credentials",
     "503": "the cluster or the bus cannot be reached",
@@ -281,10 +297,15 @@ PATHS: Json = {
             "400",
             "403",
             "404",
+            "429",
             "503",
             "504",
             requestBody={"required": False, **_json(_ref("InvokeRequest"))},
         ),
+    },
+    "/api/v1/calls/{call_id}": {
+        "parameters": [{"name": "call_id", "in": "path", "required": True, "schema": STR}],
+        "get": _op("getCall", "A background call (invoke with async: true)", "200", "Call", "404"),
     },
     "/api/v1/functions/{name}/dead-letters": {
         "parameters": [NAME],
@@ -347,6 +368,10 @@ PATHS: Json = {
             ],
         ),
     },
+}
+PATHS["/api/v1/functions/{name}/invoke"]["post"]["responses"]["202"] = {
+    "description": "accepted: the call runs in the background (async: true)",
+    **_json(_ref("Call")),
 }
 DOCUMENT: Json = {
     "openapi": "3.1.0",

@@ -77,10 +77,11 @@ class Api:
         route: str,
         *,
         name: str = "",
+        call_id: str = "",
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> tuple[int, Any]:
-        path = route.replace("{name}", name)
+        path = route.replace("{name}", name).replace("{call_id}", call_id)
         response = await self.client.request(
             method, path, headers=WRITER if headers is None else headers, **kwargs
         )

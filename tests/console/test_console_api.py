@@ -165,3 +165,24 @@ async def test_auth_needs_a_key_and_writes_need_the_write_role(
     assert (status, body["error"]) == (403, "forbidden") and "write role" in body["message"]
     status, _ = await api.call("GET", "/api/v1/openapi.json", headers={})
     assert status == 200
+
+
+async def test_an_async_invoke_answers_a_call_id_then_the_reply(
+    console: tuple[Api, Transport],
+) -> None:
+    api, _ = console
+    # When ping is invoked in the background
+    body = {"payload": "hi", "async": True}
+    status, call = await api.call("POST", FN + "/invoke", name="ping", json=body)
+    assert status == 202 and call["status"] == "pending"
+
+    # Then the call's outcome is the reply, once done
+    async def done() -> bool:
+        _, got = await api.call("GET", "/api/v1/calls/{call_id}", call_id=call["call_id"])
+        return bool(got["status"] == "done")
+
+    await eventually(done)
+    _, got = await api.call("GET", "/api/v1/calls/{call_id}", call_id=call["call_id"])
+    assert got["http_status"] == 200 and got["result"]["reply"] == "pong"
+    status, missing = await api.call("GET", "/api/v1/calls/{call_id}", call_id="nope")
+    assert (status, missing["error"]) == (404, "not_found")
