@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..busops import describe_dead
 from ..errors import ClusterUnreachable, Forbidden, FunctlError, Rejected, SpecError, UsageError
-from . import invoke, openapi
+from . import invoke, openapi, prometheus
 from .access import Denied
 from .catalog import Conflict, FunctionView, NotFound, ReadOnly
 from .common import ApiError, allowed, json_body, object_body, view, views
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
+PROMETHEUS_HISTORY_S = 7 * 86400.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _WINDOW = re.compile(r"^(\d{1,5})([smh])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -153,13 +154,25 @@ def window_s(raw: str, limit_s: float) -> float:
 async def metrics(request: web.Request) -> web.Response:
     console = await allowed(request, READ)
     v = await view(console, request.match_info["name"])
-    window = window_s(request.query.get("window", "15m"), console.settings.history_s)
-    points = console.rings.series(v.name, time.time() - window)
+    url = console.settings.prometheus_url
+    limit_s = PROMETHEUS_HISTORY_S if url else console.settings.history_s
+    window = window_s(request.query.get("window", "15m"), limit_s)
+    now = time.time()
+    if url is None:
+        points, interval, source = console.rings.series(v.name, now - window), None, "scrape"
+    else:
+        assert console.session is not None
+        try:
+            points = await prometheus.series(console.session, url, v.name, now - window, now)
+        except prometheus.PrometheusFailed as e:
+            raise ApiError(503, "prometheus_unavailable", str(e)) from e
+        interval, source = prometheus.step_s(window), "prometheus"
     return web.json_response(
         {
             "name": v.name,
             "window_s": window,
-            "interval_s": console.settings.scrape_s,
+            "interval_s": interval or console.settings.scrape_s,
+            "source": source,
             "points": points,
         }
     )

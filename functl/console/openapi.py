@@ -178,6 +178,7 @@ SCHEMAS: dict[str, Json] = {
         name=STR,
         window_s=NUM,
         interval_s=NUM,
+        source={"enum": ["scrape", "prometheus"], "description": "FUNCTL_SERVE_PROMETHEUS_URL"},
         points={"type": "array", "items": _ref("Point")},
     ),
     **_functions_yaml(),
@@ -359,6 +360,7 @@ PATHS: Json = {
             "Metrics",
             "400",
             "404",
+            "503",
             parameters=[
                 {
                     "name": "window",

@@ -26,6 +26,7 @@ class ServeSettings:
     scrape_s: float = DEFAULT_SCRAPE_S
     history_s: float = 3600.0
     invoke_timeout_s: float = 10.0
+    prometheus_url: str | None = None  # metrics series from here instead of the rings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServeSettings:
@@ -94,3 +95,10 @@ def _seconds(var: str, raw: str | None, default: float) -> float:
     if not 0.1 <= value <= 3600:
         raise UsageError(f"{var} must be between 0.1 and 3600 seconds, got {raw!r}")
     return value
+
+
+def _url(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise UsageError(f"{var} must be an http(s):// URL, got {raw!r}")
+    return value or None
