@@ -18,7 +18,7 @@ from kubefuncs.functl.kube import Cluster
 from kubefuncs.functl.naming import Target
 
 from tests.console import handlers
-from tests.console.console_fixtures import Api, eventually, functions_file, running
+from tests.console.console_fixtures import READ_KEY, Api, eventually, functions_file, running
 from tests.functl.functl_kubeapi import FakeKube, kubeconfig
 from tests.functl.functl_schemas import keda_crds_or_skip, server_validator
 
@@ -139,3 +139,21 @@ async def test_a_deploy_with_a_bad_field_shows_the_error_next_to_it(
         await page.locator("#deploy").click()
         await page.locator("h1", has_text="orders").wait_for()
         assert ("deployments", "fns", "demo-orders") in kube.objects
+
+
+async def test_the_dashboard_asks_for_an_api_key_and_then_shows_the_table(
+    page: Page, valkey_url: str, tmp_path: Path
+) -> None:
+    path = functions_file(tmp_path, valkey_url)
+    async with running(FileCatalog(str(path)), valkey_url, path) as (api, _):
+        # Given a server that wants credentials, the dashboard asks for a key
+        await page.goto(url(api))
+        await page.locator("#login").wait_for()
+        assert await page.locator("#functions tr[data-name]").count() == 0
+        # When the read key is given, the table shows (and stays after a reload)
+        await page.locator("#api-key").fill(READ_KEY)
+        await page.locator("#login button").click()
+        await page.locator("#functions tr[data-name=ping]").wait_for()
+        await page.reload()
+        await page.locator("#functions tr[data-name=ping]").wait_for()
+        assert await page.locator("#login").is_hidden()
