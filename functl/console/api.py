@@ -76,6 +76,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/api/"):
             raise
         return failure(e.status, e.reason.lower().replace(" ", "_"), f"{request.path}: {e.reason}")
+    except Exception:  # a bug: logged with its traceback, answered in JSON all the same
+        log.exception("%s %s failed", request.method, request.path)
+        return failure(500, "internal", "the server failed on this request (see its log)")
 
 
 def add_routes(app: web.Application) -> None:

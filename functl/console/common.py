@@ -45,6 +45,16 @@ async def view(console: Console, name: str) -> FunctionView:
     raise ApiError(404, "not_found", f"no function {name!r} (GET /api/v1/functions lists them)")
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without anchors and aliases: an alias can make a small body expand into a huge
+    tree (every later step, validation and the stored annotation, would walk it)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not accepted in a request body")
+        return super().compose_node(parent, index)
+
+
 async def json_body(request: web.Request) -> Any:
     """The JSON body (YAML too when the content type says so); 400 with the reason."""
     raw = await request.read()
@@ -53,8 +63,10 @@ async def json_body(request: web.Request) -> Any:
     try:
         text = raw.decode("utf-8")
         if "yaml" in request.content_type:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_NoAliases)
         return json.loads(text)
+    except RecursionError:
+        raise ApiError(400, "bad_body", "the request body is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
         raise ApiError(400, "bad_body", f"the request body is not valid JSON or YAML: {e}") from e
 

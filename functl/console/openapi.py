@@ -189,11 +189,13 @@ ERRORS = {
     "403": "the credential's role may not do this",
     "404": "no such function",
     "409": "already deployed, or the server is read-only (no cluster)",
+    "413": "the request body is over 256 KiB",
     "429": "too many background calls kept",
     "422": "the function is invalid: issues carry functl's field paths",
     "502": "the cluster refused the server's credentials",
     "503": "the cluster or the bus cannot be reached",
     "504": "no reply within timeout_s",
+    "500": "a bug in the server (logged with its traceback)",
 }
 
 
@@ -203,7 +205,8 @@ def _json(schema: Json) -> Json:
 
 def _op(op_id: str, summary: str, ok: str, schema: str, *errors: str, **extra: Any) -> Json:
     responses = {ok: {"description": "success", **_json(_ref(schema))}}
-    for code in ("401", *errors):
+    body = ("413",) if "requestBody" in extra else ()
+    for code in ("401", *errors, *body, "500"):
         responses[code] = {"description": ERRORS[code], **_json(_ref("Error"))}
     return {"operationId": op_id, "summary": summary, "responses": responses, **extra}
 

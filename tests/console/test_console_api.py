@@ -11,7 +11,7 @@ from kubefuncs.functl.console.catalog import FileCatalog
 from kubefuncs.transport import Transport
 
 from tests.console import handlers
-from tests.console.console_fixtures import READER, Api, eventually, functions_file, running
+from tests.console.console_fixtures import READER, WRITER, Api, eventually, functions_file, running
 
 pytestmark = pytest.mark.real
 FN = "/api/v1/functions/{name}"
@@ -132,6 +132,18 @@ async def test_metrics_count_the_invocations(console: tuple[Api, Transport]) -> 
         ("POST", FN + "/invoke", {"json": {"http": {"path": "no-slash"}}}, 400, "bad_body"),
         ("POST", FN + "/invoke", {"json": {"payload": 1, "timeout_s": -1}}, 400, "bad_body"),
         ("POST", FN + "/invoke", {"data": b"\xff\xfe"}, 400, "bad_body"),
+        ("POST", FN + "/invoke", {"data": b"[" * 200_000}, 400, "bad_body"),
+        ("POST", FN + "/invoke", {"data": b"x" * 300_000}, 413, "request_entity_too_large"),
+        (
+            "POST",
+            FN + "/invoke",
+            {
+                "data": b"a: &x [1]\nb: *x\n",
+                "headers": {**WRITER, "Content-Type": "application/yaml"},
+            },
+            400,
+            "bad_body",
+        ),
         ("GET", FN + "/metrics", {"params": {"window": "15 minutes"}}, 400, "bad_window"),
         ("GET", FN + "/metrics", {"params": {"window": "9h"}}, 400, "bad_window"),
         ("GET", FN + "/dead-letters", {"params": {"limit": "0"}}, 400, "bad_limit"),

@@ -136,3 +136,18 @@ def test_the_docs_carry_the_reference_generated_from_the_document() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text()
     assert reference.markdown() in doc, "run python -m kubefuncs.functl.console.reference"
+
+
+class Broken(FileCatalog):
+    def functions(self) -> list:  # type: ignore[type-arg]
+        raise RuntimeError("a bug")
+
+
+async def test_a_bug_is_a_json_500_not_a_dropped_connection() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    app = create_app(ServeSettings(no_auth=True), Broken("x.yaml"), bus_url="memory://")
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/api/v1/functions")
+        assert response.status == 500
+        assert (await response.json())["error"] == "internal"
