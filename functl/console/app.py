@@ -81,7 +81,7 @@ def create_app(
         bus_url,
         password,
         transport,
-        local=local_metrics or {},
+        local=local_metrics if local_metrics is not None else {},
     )
     app[CONSOLE] = console
     app.cleanup_ctx.append(_bus(transport is None))

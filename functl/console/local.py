@@ -1,9 +1,12 @@
-"""The dashboard of ``functl dev``: the console over the local functions.yaml (read-only),
+"""The dashboard of ``functl dev``: the console over the local functions.yaml (its
+functions read-only, more deployed through the API run in this process: devcatalog.py),
 the dev session's bus, and the in-process functions' own metrics registries."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -11,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from .app import create_app
-from .catalog import FileCatalog
+from .devcatalog import DevCatalog
 from .settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -39,10 +42,11 @@ async def serving(
         yield
         return
     settings = ServeSettings(addr=addr, no_auth=True, scrape_s=DEV_SCRAPE_S)
-    local = {name: (lambda r=r: _text(r)) for name, r in registries.items()}
-    app = create_app(
-        settings, FileCatalog(path), bus_url=bus_url, transport=transport, local_metrics=local
-    )
+    local: dict[str, Callable[[], str]] = {
+        name: functools.partial(_text, r) for name, r in registries.items()
+    }
+    catalog = DevCatalog(path, transport, bus_url, local, asyncio.get_running_loop())
+    app = create_app(settings, catalog, bus_url=bus_url, transport=transport, local_metrics=local)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = addr.rsplit(":", 1)
@@ -57,3 +61,4 @@ async def serving(
         yield
     finally:
         await runner.cleanup()
+        await catalog.close()

@@ -60,7 +60,7 @@ ROW = _object(
     name=STR,
     topic=STR,
     channel=STR,
-    origin={"enum": ["file", "cluster"]},
+    origin={"enum": ["file", "cluster", "dev"]},
     replicas=_object(
         ["ready", "desired"], ready=_nullable("integer"), desired=_nullable("integer")
     ),
@@ -149,7 +149,7 @@ SCHEMAS: dict[str, Json] = {
     "FunctionRow": ROW,
     "FunctionList": _object(
         ["mode", "writable", "functions"],
-        mode={"enum": ["file", "cluster"]},
+        mode={"enum": ["file", "cluster", "dev"]},
         writable={"type": "boolean"},
         functions={"type": "array", "items": _ref("FunctionRow")},
     ),

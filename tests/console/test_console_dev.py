@@ -44,6 +44,22 @@ def test_functl_dev_prints_and_serves_the_dashboard() -> None:
         call = {"http": {"method": "GET", "path": "/test/x"}}
         status, reply = asyncio.run(_request("POST", f"{base}/api/v1/functions/ping/invoke", call))
         assert status == 200 and isinstance(reply, dict) and reply["body"] == "pong"
+        # and a function deployed through it runs in the dev process until it is deleted
+        extra = {"name": "extra", "handler": "example.ping:pong", "topic": "extra"}
+        assert asyncio.run(_request("POST", f"{base}/api/v1/functions", extra))[0] == 201
+        status, reply = asyncio.run(
+            _request("POST", f"{base}/api/v1/functions/extra/invoke", {"payload": 1})
+        )
+        assert status == 200 and isinstance(reply, dict) and reply["reply"] == "pong"
+        assert asyncio.run(_request("POST", f"{base}/api/v1/functions", extra))[0] == 409
+        status, _ = asyncio.run(_request("DELETE", f"{base}/api/v1/functions/extra"))
+        assert status == 200
+        assert asyncio.run(_request("GET", f"{base}/api/v1/functions/extra"))[0] == 404
+        # the file's own functions are the file's
+        status, refused = asyncio.run(_request("DELETE", f"{base}/api/v1/functions/ping"))
+        assert status == 409 and isinstance(refused, dict) and refused["error"] == "read_only"
+        command = {"name": "cmd", "command": ["node", "x.js"], "topic": "cmd"}
+        assert asyncio.run(_request("POST", f"{base}/api/v1/functions", command))[0] == 422
     finally:
         assert dev.stop() == 0, dev.output()
 
