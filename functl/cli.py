@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from . import actions, cmd_bus, cmd_manifests, conformance, dev
+from .console.command import serve
 from .errors import FunctlError
 from .options import (
     FLAG_FAMILIES,
@@ -41,6 +42,7 @@ COMMANDS: list[click.Command] = [
     cmd_bus.dlq,
     dev.dev,
     conformance.conformance,
+    serve,
 ]
 
 

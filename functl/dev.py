@@ -28,7 +28,7 @@ from kubefuncs.function import function as declare
 from kubefuncs.logs import configure
 from kubefuncs.runtime import Runtime
 from kubefuncs.settings import Settings
-from kubefuncs.transport import from_url
+from kubefuncs.transport import Transport, from_url
 from kubefuncs.wire import HttpResponse
 
 from . import spec as specs
@@ -60,6 +60,7 @@ class Plan:
     commands: tuple[Command, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()  # (function name, why)
     topics: frozenset[str] = field(default_factory=frozenset)
+    console_addr: str = ""  # the dashboard (functl/console); "" for none
 
 
 def function_env(spec: Spec, fn: Function, bus_url: str) -> dict[str, str]:
@@ -140,7 +141,10 @@ async def run(spec: Spec, dev_plan: Plan, echo: Echo, stop: asyncio.Event) -> No
             for name, why in dev_plan.skipped
         ]
     app = create_app(settings, table, transport=transport)
-    async with _processes(dev_plan.commands, echo) as procs:
+    async with (
+        _console(spec, dev_plan, transport, runtimes, echo),
+        _processes(dev_plan.commands, echo) as procs,
+    ):
         tasks = [asyncio.create_task(r.run()) for r in runtimes]
         try:
             await _serve(app, dev_plan.addr, stop, procs)
@@ -181,6 +185,19 @@ async def _serve(
 
 
 @contextlib.asynccontextmanager
+async def _console(
+    spec: Spec, dev_plan: Plan, transport: Transport, runtimes: list[Runtime], echo: Echo
+) -> AsyncIterator[None]:
+    """The dashboard (functl/console) over the local functions, unless its port is taken."""
+    from .console.local import serving
+
+    registries = {r.fn.name: r.metrics.registry for r in runtimes}
+    addr, bus = dev_plan.console_addr, dev_plan.bus_url
+    async with serving(spec.file, transport, registries, addr, bus, echo):
+        yield
+
+
+@contextlib.asynccontextmanager
 async def _processes(
     commands: tuple[Command, ...], echo: Echo
 ) -> AsyncIterator[list[asyncio.subprocess.Process]]:
@@ -204,6 +221,8 @@ async def _processes(
 
 def banner(spec: Spec, dev_plan: Plan) -> list[str]:
     lines = [f"functl dev: gateway on http://{dev_plan.addr} (bus {dev_plan.bus_url})"]
+    if dev_plan.console_addr:
+        lines.append(f"functl dev: dashboard on http://{dev_plan.console_addr}/")
     for r in spec.routes():
         methods = ",".join(r["methods"] or ["*"])
         lines.append(f"  route {methods} {r['prefix']} -> {r['topic']}")
@@ -212,13 +231,17 @@ def banner(spec: Spec, dev_plan: Plan) -> list[str]:
     return lines
 
 
-def dev_main(path: str, bus_url: str, host: str, port: int, echo: Echo) -> None:
+def dev_main(
+    path: str, bus_url: str, host: str, port: int, echo: Echo, console_port: int = 0
+) -> None:
     """Load, plan and run until Ctrl-C / SIGTERM."""
     spec = specs.load(path)
     for folder in (str(Path(path).resolve().parent), os.getcwd()):
         if folder not in sys.path:
             sys.path.insert(0, folder)
     dev_plan = plan(spec, bus_url, f"{host}:{port}", os.environ)
+    if console_port:
+        dev_plan = replace(dev_plan, console_addr=f"{host}:{console_port}")
     for line in banner(spec, dev_plan):
         echo(line)
     try:
@@ -255,6 +278,13 @@ async def _main(spec: Spec, dev_plan: Plan, echo: Echo) -> None:
 @click.option("--port", default=8080, show_default=True, type=int, help="gateway port")
 @click.option("--host", default="127.0.0.1", show_default=True, help="gateway address")
 @click.option(
+    "--console-port",
+    default=8090,
+    show_default=True,
+    type=int,
+    help="dashboard port (functl serve over the local functions); 0: none",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -268,9 +298,11 @@ def dev(
     bus: str,
     port: int,
     host: str,
+    console_port: int,
     log_level: str,
 ) -> None:
     """Run the gateway and every function of FUNCTIONS.yaml on this machine."""
     configure(log_level, "text")
     flags = ctx.find_object(Flags) or Flags()
-    dev_main(functions_file or functions or flags.functions, bus, host, port, click.echo)
+    path = functions_file or functions or flags.functions
+    dev_main(path, bus, host, port, click.echo, console_port)

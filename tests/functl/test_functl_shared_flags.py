@@ -32,6 +32,7 @@ USES: dict[str, set[str]] = {
     "dlq purge": RELEASE | BUS,
     "dev": {"functions", "bus"},
     "conformance": BUS,
+    "serve": RELEASE | CLUSTER | BUS,
 }
 REASONS = {
     **dict.fromkeys(CLUSTER, "it does not talk to the Kubernetes cluster"),

@@ -1,0 +1,159 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright): the table
+lists the functions, a test invocation shows pong, a dead letter is replayed, a deploy with
+a bad field shows the error next to it. Screenshots go to build/screenshots/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from kubefuncs import wire
+from kubefuncs.functl.console import ServeSettings
+from kubefuncs.functl.console.catalog import ClusterCatalog, FileCatalog
+from kubefuncs.functl.kube import Cluster
+from kubefuncs.functl.naming import Target
+
+from tests.console import handlers
+from tests.console.console_fixtures import READ_KEY, Api, eventually, functions_file, running
+from tests.functl.functl_kubeapi import FakeKube, kubeconfig
+from tests.functl.functl_schemas import keda_crds_or_skip, server_validator
+
+pytestmark = pytest.mark.real
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+OPEN = ServeSettings(no_auth=True, scrape_s=0.5)
+TIMEOUT_MS = 15000
+
+if TYPE_CHECKING := False:
+    from playwright.async_api import Page
+
+
+def chromium_or_skip() -> None:
+    if shutil.which(CHROMIUM) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} not found: .ci/setup installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not found")
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    chromium_or_skip()
+    from playwright.async_api import async_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            tab = await browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.set_default_timeout(TIMEOUT_MS)
+            yield tab
+        finally:
+            await browser.close()
+
+
+def url(api: Api, fragment: str = "") -> str:
+    return str(api.client.make_url("/")) + fragment
+
+
+async def test_table_invoke_and_dead_letter_replay(
+    page: Page, valkey_url: str, tmp_path: Path
+) -> None:
+    handlers.FAILING["on"] = True
+    path = functions_file(tmp_path, valkey_url)
+    async with running(FileCatalog(str(path)), valkey_url, path, OPEN) as (api, transport):
+        # The table lists the functions of the file, and updates live
+        await page.goto(url(api))
+        await page.locator("#functions tr[data-name=ping]").wait_for()
+        assert await page.locator("#functions tr[data-name=flaky]").count() == 1
+        await page.locator("#mode", has_text="read-only").wait_for()
+        await page.screenshot(path=SHOTS / "functions.png")
+
+        # A test invocation of ping over HTTP shows pong
+        await page.locator("#functions tr[data-name=ping] a").click()
+        await page.locator("#invoke-form input[name=path]").fill("/test/hello")
+        await page.locator("#invoke-form button[type=submit]").click()
+        await page.locator("#invoke-body", has_text="pong").wait_for()
+        assert await page.locator("#invoke-status").text_content() == "200"
+        await page.wait_for_timeout(4500)  # a few polls, so the charts have points
+        await page.screenshot(path=SHOTS / "function.png", full_page=True)
+
+        # A dead letter of flaky is replayed once the function works again
+        await transport.publish("flaky", wire.encode(wire.make("flaky", {"order": 42})))
+        await page.goto(url(api, "#/f/flaky"))
+
+        async def listed() -> bool:
+            await page.reload()
+            row = page.locator("#dead-letters tr[data-id]")
+            try:
+                await row.first.wait_for(timeout=1000)
+            except Exception:
+                return False
+            return True
+
+        await eventually(listed)
+        await page.screenshot(path=SHOTS / "dead-letters.png", full_page=True)
+        handlers.FAILING["on"] = False
+        await page.locator("#dead-letters button.replay").first.click()
+        await page.locator("#dead-letters", has_text="no dead letters").wait_for()
+
+        async def handled() -> bool:
+            return {"order": 42} in handlers.SEEN
+
+        await eventually(handled)
+
+
+async def test_a_deploy_with_a_bad_field_shows_the_error_next_to_it(
+    page: Page, valkey_url: str, tmp_path: Path
+) -> None:
+    keda_crds_or_skip()
+    kube = FakeKube(validator=server_validator)
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig("https://fake.invalid:6443", "fns"))
+    cluster = Cluster.connect("fns", kubeconfig=str(config), transport=kube.transport())
+    base = 'version: 1\nbus: {url: "valkey://valkey:6379/0"}\nfunctions: []\n'
+    catalog = ClusterCatalog(cluster, Target("fns", "demo", "img:1"), base, "functions.yaml")
+    path = functions_file(tmp_path, valkey_url)
+    async with running(catalog, valkey_url, path, OPEN) as (api, _):
+        await page.goto(url(api))
+        await page.locator("#new-function").click()
+        bad = json.dumps(
+            {
+                "name": "orders",
+                "handler": "shop.orders:handle",
+                "topic": "orders",
+                "scaling": {"min": -1},
+            }
+        )
+        await page.locator("#deploy-text").fill(bad)
+        await page.locator("#deploy").click()
+        issue = page.locator('#deploy-issues li[data-path="functions[0].scaling.min"]')
+        await issue.wait_for()
+        assert "0" in (await issue.text_content() or "")
+        await page.screenshot(path=SHOTS / "deploy-error.png", full_page=True)
+        # and a good one deploys and opens the function's page
+        await page.locator("#deploy-text").fill(bad.replace("-1", "1"))
+        await page.locator("#deploy").click()
+        await page.locator("h1", has_text="orders").wait_for()
+        assert ("deployments", "fns", "demo-orders") in kube.objects
+
+
+async def test_the_dashboard_asks_for_an_api_key_and_then_shows_the_table(
+    page: Page, valkey_url: str, tmp_path: Path
+) -> None:
+    path = functions_file(tmp_path, valkey_url)
+    async with running(FileCatalog(str(path)), valkey_url, path) as (api, _):
+        # Given a server that wants credentials, the dashboard asks for a key
+        await page.goto(url(api))
+        await page.locator("#login").wait_for()
+        assert await page.locator("#functions tr[data-name]").count() == 0
+        # When the read key is given, the table shows (and stays after a reload)
+        await page.locator("#api-key").fill(READ_KEY)
+        await page.locator("#login button").click()
+        await page.locator("#functions tr[data-name=ping]").wait_for()
+        await page.reload()
+        await page.locator("#functions tr[data-name=ping]").wait_for()
+        assert await page.locator("#login").is_hidden()
