@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from .kube import DELETE_ORDER, KINDS, Obj, ref
 from .naming import (
     CHANNEL_ANNOTATION,
+    COMPONENT,
     INSTANCE,
     MANAGED_BY,
     MANAGER,
@@ -101,11 +102,14 @@ def prunable(live: Iterable[Mapping[str, Any]], desired: Iterable[Mapping[str, A
 
 def ours(obj: Mapping[str, Any]) -> bool:
     """Applied by functl: our labels, functl among the field managers, and not one of the
-    HPAs KEDA generates (KEDA copies the ScaledObject's labels onto them)."""
+    HPAs KEDA generates (KEDA copies the ScaledObject's labels onto them); of ConfigMaps
+    only the source ones (``app.kubernetes.io/component: source``)."""
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
     if labels.get(MANAGED_BY) != MANAGER or KEDA_HPA_LABEL in labels:
         return False
+    if obj.get("kind") == "ConfigMap" and labels.get(COMPONENT) != "source":
+        return False  # only source functions' ConfigMaps are functl's to prune
     managers = {m.get("manager") for m in meta.get("managedFields") or []}
     return not managers or MANAGER in managers
 

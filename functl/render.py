@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from . import busurl, cron, keda, netpol
+from . import busurl, cron, keda, netpol, source
 from .errors import Issue, SpecError, UsageError
 from .model import Spec
 from .naming import Obj, Target
@@ -38,7 +38,10 @@ def render(spec: Spec, target: Target) -> list[Obj]:
     for fn in spec.functions:
         # the policy first, so the function's pods never run unisolated
         objects.extend(netpol.policies(fn, target, bus))
-        objects.append(deployment(spec, fn, target, image))
+        packed = source.pack(fn) if fn.source is not None else None
+        if packed is not None:  # before the Deployment that mounts it
+            objects.append(source.configmap(target, fn, packed))
+        objects.append(deployment(spec, fn, target, image, packed))
         objects.append(keda.scaler(spec, fn, target, bus))
         objects.extend(cron.cronjobs(spec, fn, target, image))
     return objects
@@ -96,6 +99,7 @@ def _bus_issue(spec: Spec, problem: str, hint: str) -> SpecError:
 def release_image(spec: Spec, target: Target) -> str | None:
     image = target.image or spec.image
     needs = [fn.name for fn in spec.functions if fn.image is None or fn.schedules]
+    # a source function runs in the stock image (or the Node image named after it)
     if image is None and needs:
         raise UsageError(
             f"no image for {', '.join(needs)}: pass --image IMAGE or set image: in {spec.file}"
