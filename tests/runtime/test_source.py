@@ -4,12 +4,14 @@ dependency installed by functl's init container script from a folder of wheels."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -201,3 +203,97 @@ def test_a_failing_install_exits_non_zero_and_writes_no_time(tmp_path: Path) -> 
     # Then the init container fails (the pod does not start) and reports no install time
     assert done.returncode != 0
     assert not (deps / source.INSTALL_TIME_FILE).exists()
+
+
+NODE_HANDLER = """\
+'use strict';
+const { encode } = require('@msgpack/msgpack');  // found through NODE_PATH (the deps dir)
+const { suffix } = require('./lib/suffix');
+module.exports.handle = async (payload) => `${payload}${suffix}:${encode(1).length}`;
+"""
+
+
+async def test_the_node_runtime_loads_a_source_handler_from_a_configmap_style_mount(
+    valkey_url: str, tmp_path: Path
+) -> None:
+    from tests.conformance.functions import NODE_DIR, require_node_modules
+    from tests.servers import require_binary
+
+    node = require_binary("node")
+    require_node_modules()
+    # Given a Node source mounted as a ConfigMap volume, its dependency in a deps folder
+    mount = configmap_mount(
+        tmp_path / "source",
+        {"handler.js": NODE_HANDLER, "lib/suffix.js": "module.exports.suffix = '!';\n"},
+    )
+    port = free_port()
+    url = f"{valkey_url}&{FAST}"
+    env = {
+        **os.environ,
+        "KF_BUS_URL": url,
+        "KF_TOPIC": "srcnode",
+        "KF_HEALTH_ADDR": f"127.0.0.1:{port}",
+        "KF_SOURCE_DIR": str(mount),
+        "KF_HANDLER": "handler:handle",
+        "NODE_PATH": str(NODE_DIR / "node_modules"),
+    }
+    # When the stock Node runtime starts as functl runs it
+    proc, log = start_node(node, env, tmp_path)
+    try:
+        await asyncio.to_thread(wait_ready, port, proc, log)
+        # Then it serves the mounted handler instead of its own
+        async with Client(url) as c:
+            assert await c.call("srcnode", "hi", timeout_s=10) == "hi!:1"
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+
+
+def start_node(
+    node: str, env: dict[str, str], folder: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    from tests.conformance.functions import NODE_DIR
+
+    log = folder / "node.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [node, str(NODE_DIR / "function.js")], env=env, cwd=folder, stdout=out, stderr=out
+        )
+    return proc, log
+
+
+def test_the_node_runtime_refuses_a_handler_it_cannot_load(tmp_path: Path) -> None:
+    from tests.conformance.functions import NODE_DIR, require_node_modules
+    from tests.servers import require_binary
+
+    node = require_binary("node")
+    require_node_modules()
+    mount = configmap_mount(tmp_path / "source", {"handler.js": "module.exports.other = 1;\n"})
+    env = {
+        **os.environ,
+        "KF_TOPIC": "x",
+        "KF_SOURCE_DIR": str(mount),
+        "KF_HANDLER": "handler:handle",
+    }
+    done = subprocess.run(
+        [node, str(NODE_DIR / "function.js")], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "exports no function handle" in done.stderr
+
+
+def wait_ready(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 15.0
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"node exited {proc.returncode}: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"node function not ready in time: {log.read_text()}")
