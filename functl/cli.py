@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import actions, cmd_bus, cmd_manifests, conformance, dev
+from . import actions, cmd_bus, cmd_deploy, cmd_manifests, conformance, dev
 from .errors import FunctlError
 from .options import (
     FLAG_FAMILIES,
@@ -41,6 +41,7 @@ COMMANDS: list[click.Command] = [
     cmd_bus.dlq,
     dev.dev,
     conformance.conformance,
+    cmd_deploy.deploy_command,
 ]
 
 

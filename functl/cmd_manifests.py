@@ -67,17 +67,25 @@ def diff(ctx: click.Context, /, **given: Any) -> None:
 
 
 @click.command()
+@click.argument("function", required=False, metavar="[FUNCTION]")
 @release_options
 @cluster_options
 @click.option("--dry-run", is_flag=True, default=None, help="show what would be deleted")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.pass_context
-def delete(ctx: click.Context, /, yes: bool, **given: Any) -> None:
-    """Delete every object of the release. Messages on the bus are kept."""
+def delete(ctx: click.Context, /, function: str | None, yes: bool, **given: Any) -> None:
+    """Delete every object of the release, or of its FUNCTION only. Messages on the bus
+    are kept."""
     f = flags(ctx, **given)
+    what = f"function {function} of release" if function else "release"
     if not (yes or f.dry_run):
-        click.confirm(f"delete release {f.release} in namespace {f.namespace}?", abort=True)
-    actions.delete_release(f, click.echo)
+        click.confirm(f"delete {what} {f.release} in namespace {f.namespace}?", abort=True)
+    if function:
+        from .cmd_deploy import delete_function
+
+        delete_function(f, function, click.echo)
+    else:
+        actions.delete_release(f, click.echo)
 
 
 @click.command("list")

@@ -132,8 +132,11 @@ def summary(changes: Sequence[Change]) -> str:
 # -- I/O -------------------------------------------------------------------------------
 
 
-def live_objects(cluster: ClusterLike, release: str) -> list[Obj]:
+def live_objects(cluster: ClusterLike, release: str, function: str | None = None) -> list[Obj]:
+    """The release's objects (of one ``function`` only, when given)."""
     selector = release_selector(release)
+    if function is not None:
+        selector = {**selector, NAME: function}
     return [o for kind in DELETE_ORDER for o in cluster.list(kind, selector) if ours(o)]
 
 
@@ -146,8 +149,10 @@ def apply_all(
     dry_run: bool = False,
     force: bool = False,
     progress: Progress = lambda c: None,
+    function: str | None = None,
 ) -> list[Change]:
-    """Server-side apply every object, then prune what left the release."""
+    """Server-side apply every object, then prune what left the release (with
+    ``function``: only that function's leftovers, as ``functl deploy PATH`` does)."""
     changes: list[Change] = []
     for obj in objects:
         before = cluster.get(*key(obj))
@@ -155,7 +160,7 @@ def apply_all(
         changes.append(Change(ref(obj), classify(before, after), dry_run))
         progress(changes[-1])
     if prune:
-        for obj in prunable(live_objects(cluster, release), objects):
+        for obj in prunable(live_objects(cluster, release, function), objects):
             deleted = cluster.delete(*key(obj), dry_run=dry_run)
             changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
             progress(changes[-1])
@@ -191,10 +196,12 @@ def delete_all(
     release: str,
     dry_run: bool = False,
     progress: Progress = lambda c: None,
+    function: str | None = None,
 ) -> list[Change]:
-    """Delete every object functl applied for ``release`` (the bus keeps its data)."""
+    """Delete every object functl applied for ``release`` (of one ``function`` only, when
+    given); the bus keeps its data."""
     changes = []
-    for obj in live_objects(cluster, release):
+    for obj in live_objects(cluster, release, function):
         deleted = cluster.delete(*key(obj), dry_run=dry_run)
         changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
         progress(changes[-1])
