@@ -10,7 +10,14 @@ import click
 
 from . import actions, deploy, quick, render
 from .actions import Echo, Flags
-from .options import apply_options, bus_options, cluster_options, flags, network_option
+from .options import (
+    apply_options,
+    bus_options,
+    cluster_options,
+    flags,
+    network_option,
+    release_options,
+)
 
 
 def deploy_source(
@@ -18,7 +25,7 @@ def deploy_source(
 ) -> list[deploy.Change]:
     """Render the one function of ``PATH``, prepare the bus, apply it, prune only its own
     leftovers (an old source ConfigMap): the release's other functions stay."""
-    s = quick.spec_for(f.functions, given)
+    s = quick.spec_for(f.code or "", given, f.functions)
     t = actions.target(f)
     objects = render.render(s, t)
     for line in render.warnings(s, t):
@@ -73,14 +80,12 @@ def delete_function(
 @click.option(
     "--bus-url",
     envvar="FUNCTL_BUS_URL",
-    required=True,
+    default=None,
     metavar="URL",
     help="the bus as the function reaches it in the cluster, such as "
-    "valkey://kubefuncs-valkey:6379/0 [env: FUNCTL_BUS_URL]",
+    "valkey://kubefuncs-valkey:6379/0 [env: FUNCTL_BUS_URL; default: bus.url of -f FILE]",
 )
-@click.option("-n", "--namespace", envvar="FUNCTL_NAMESPACE", default=None)
-@click.option("-r", "--release", envvar="FUNCTL_RELEASE", default=None)
-@click.option("--image", envvar="FUNCTL_IMAGE", default=None, help="the stock kubefuncs image")
+@release_options
 @network_option
 @cluster_options
 @bus_options
@@ -95,15 +100,17 @@ def deploy_command(
     routes: tuple[str, ...],
     requirements: tuple[str, ...],
     handler: str | None,
-    bus_url: str,
+    bus_url: str | None,
     **given: Any,
 ) -> None:
     """Deploy PATH (a .py/.js file or a directory) as one function, without a functions.yaml.
 
     The handler is the module's one @function (its declarations apply), else handle().
-    Finding it imports the module: its import-time code runs here.
+    Finding it imports the module: its import-time code runs here. The entry of the same
+    name in FUNCTIONS (-f, when the file exists) overrides the declarations field by
+    field and gives the bus, image and defaults.
     """
-    f = dataclasses.replace(flags(ctx, **given), functions=path)
+    f = dataclasses.replace(flags(ctx, **given), code=path)
     wanted = quick.Given(
         name=name,
         topic=topic,

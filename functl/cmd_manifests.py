@@ -24,13 +24,30 @@ def warn(message: str) -> None:
     click.echo(message, err=True)
 
 
+code_argument = click.argument("code", required=False, metavar="[PATH]")
+bus_url_option = click.option(
+    "--bus-url",
+    envvar="FUNCTL_BUS_URL",
+    default=None,
+    metavar="URL",
+    help="with PATH and no bus: in the file: the bus the functions use in the cluster",
+)
+
+
 @click.command()
+@code_argument
 @release_options
 @network_option
+@bus_url_option
 @output_option("yaml", ("yaml", "json"))
 @click.pass_context
 def render(ctx: click.Context, /, output: str, **given: Any) -> None:
-    """Print the Kubernetes manifests of the release (multi-document YAML, or a JSON List)."""
+    """Print the Kubernetes manifests of the release (multi-document YAML, or a JSON List).
+
+    With PATH (a module or package), the functions its @function decorators declare,
+    overridden field by field by the entries of the same name in FUNCTIONS (if it exists).
+    Reading the declarations imports every module of PATH: its import-time code runs.
+    """
     objects = actions.manifests(flags(ctx, **given), warn)
     click.echo(manifests_yaml(objects) if output == "yaml" else manifests_json(objects), nl=False)
 
@@ -89,7 +106,9 @@ def delete(ctx: click.Context, /, function: str | None, yes: bool, **given: Any)
 
 
 @click.command("list")
+@code_argument
 @release_options
+@bus_url_option
 @cluster_options
 @click.option(
     "--cluster",
@@ -105,7 +124,8 @@ def delete(ctx: click.Context, /, function: str | None, yes: bool, **given: Any)
 def list_functions(
     ctx: click.Context, /, in_cluster: bool, all_releases: bool, output: str, **given: Any
 ) -> None:
-    """List the functions of the file, or (--cluster) those deployed."""
+    """List the functions of the file (or declared in PATH, as render PATH does), or
+    (--cluster) those deployed."""
     f = flags(ctx, **given)
     if in_cluster:
         rows = actions.cluster_functions(f, all_releases=all_releases)

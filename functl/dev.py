@@ -31,7 +31,7 @@ from kubefuncs.settings import Settings
 from kubefuncs.transport import from_url
 from kubefuncs.wire import HttpResponse
 
-from . import quick
+from . import quick, source
 from . import spec as specs
 from .actions import Flags
 from .errors import UsageError
@@ -218,7 +218,7 @@ def banner(spec: Spec, dev_plan: Plan) -> list[str]:
 def load_spec(path: str, bus_url: str, given: quick.Given | None = None) -> Spec:
     """A functions.yaml, or one source file or directory (as ``functl deploy PATH``)."""
     if quick.is_source_path(path):
-        return quick.spec_for(path, replace(given or quick.Given(), bus_url=bus_url))
+        return quick.spec_for(path, replace(given or quick.Given(), bus_url=bus_url or "memory://"))
     return specs.load(path)
 
 
@@ -226,7 +226,7 @@ def import_folders(spec: Spec, path: str) -> list[str]:
     """Where handlers are imported from: source functions' own folders (used directly,
     no ConfigMap), the file's folder, the working directory."""
     sources = [
-        fn.source.path if Path(fn.source.path).is_dir() else str(Path(fn.source.path).parent)
+        str(source.import_root(Path(fn.source.path)))
         for fn in spec.functions
         if fn.source is not None
     ]

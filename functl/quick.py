@@ -13,6 +13,7 @@ happens when the runtime starts it).
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from . import source
 from . import spec as specs
 from .errors import UsageError
 from .model import Spec
@@ -39,7 +41,7 @@ class Given:
     routes: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
     handler: str | None = None  # the attribute: handle, or module:attr
-    bus_url: str = "memory://"
+    bus_url: str | None = None
     image: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # more functions.yaml fields
 
@@ -55,45 +57,66 @@ def dns_name(text: str) -> str:
     return name[:40].strip("-") or "fn"
 
 
-def find_handler(path: Path, attr: str | None) -> tuple[str, Any]:
-    """(module:attr, the object) of a Python source: ``attr`` if given, else the one
-    ``@function`` of the module, else its ``handle``. Imports the module."""
+def module_names(path: Path) -> list[str]:
+    """The modules of a source: a file's own, or every .py under a directory (dotted,
+    relative to where the mount puts them)."""
+    if path.is_file():
+        return [path.stem]
+    base = source.import_root(path)
+    out = []
+    for file in sorted(path.rglob("*.py")):
+        rel = file.relative_to(base).with_suffix("")
+        if any(part in source.SKIPPED for part in rel.parts):
+            continue
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        if parts:
+            out.append(".".join(parts))
+    return out
+
+
+def discover(path: Path) -> list[tuple[str, Any]]:
+    """(module:attr, Function) of every ``@function`` the source defines. Imports every
+    module of it: their import-time code runs."""
     from kubefuncs.function import Function
 
-    root = path if path.is_dir() else path.parent
-    module_name = _module_name(path, attr)
-    if ":" in (attr or ""):
-        attr = (attr or "").split(":", 1)[1]
-    module = import_from(root, module_name)
+    root = source.import_root(path)
+    found = []
+    for name in module_names(path):
+        module = import_from(root, name)
+        for attr, value in vars(module).items():
+            if isinstance(value, Function) and getattr(value.handler, "__module__", "") == name:
+                found.append((f"{name}:{attr}", value))
+    return found
+
+
+def find_handler(path: Path, attr: str | None) -> tuple[str, Any]:
+    """(module:attr, the object) of a Python source: ``attr`` if given (an attribute, or
+    module:attr), else the one ``@function`` it defines, else a file's ``handle``."""
+    if attr and ":" in attr:
+        module_name, _, name = attr.partition(":")
+        module = import_from(source.import_root(path), module_name)
+        if not hasattr(module, name):
+            raise UsageError(f"{path}: module {module_name} has no {name!r}")
+        return attr, getattr(module, name)
+    found = discover(path)
     if attr:
-        if not hasattr(module, attr):
-            raise UsageError(f"{path}: module {module_name} has no {attr!r}")
-        return f"{module_name}:{attr}", getattr(module, attr)
-    found = [(k, v) for k, v in vars(module).items() if isinstance(v, Function)]
-    found = [(k, v) for k, v in found if getattr(v.handler, "__module__", None) == module_name]
+        found = [(k, v) for k, v in found if k.split(":")[1] == attr]
+        if not found and path.is_file():
+            return find_handler(path, f"{path.stem}:{attr}")
     if len(found) == 1:
-        return f"{module_name}:{found[0][0]}", found[0][1]
+        return found[0]
     if len(found) > 1:
-        names = ", ".join(k for k, _ in found)
+        names = ", ".join(k.split(":")[1] for k, _ in found)
         raise UsageError(
             f"{path} declares several functions ({names}): pass --handler NAME to pick one"
         )
-    if callable(getattr(module, "handle", None)):
-        return f"{module_name}:handle", module.handle
+    module = import_from(source.import_root(path), path.stem) if path.is_file() else None
+    if module is not None and callable(getattr(module, "handle", None)):
+        return f"{path.stem}:handle", module.handle
     raise UsageError(
         f"{path} has no @function and no handle(): decorate the handler with @function(...) "
-        "or pass --handler NAME"
+        "or pass --handler NAME (module:function for a directory)"
     )
-
-
-def _module_name(path: Path, attr: str | None) -> str:
-    if attr and ":" in attr:
-        return attr.split(":", 1)[0]
-    if path.is_dir():
-        raise UsageError(
-            f"{path} is a directory: pass --handler module:function (the module inside it)"
-        )
-    return path.stem
 
 
 def import_from(root: Path, module_name: str) -> Any:
@@ -156,20 +179,35 @@ def declarations_of(obj: Any) -> dict[str, Any]:
     return out
 
 
-def spec_for(path_text: str, given: Given) -> Spec:
-    """A one-function Spec for a source file or directory."""
+def spec_for(path_text: str, given: Given, functions_file: str | None = None) -> Spec:
+    """A one-function Spec for a source file or directory; the entry of the same name in
+    ``functions_file`` (when it exists) overrides it field by field and gives the bus,
+    image and defaults."""
+    from kubefuncs.declare import merge
+
     path = Path(path_text).resolve()
     if not path.exists():
         raise UsageError(f"{path_text}: no such file or directory")
-    data: dict[str, Any] = {
-        "version": 1,
-        "bus": {"url": given.bus_url},
-        "functions": [entry(path, given)],
-    }
-    if given.image:
+    file = Path(functions_file) if functions_file and Path(functions_file).is_file() else None
+    data: dict[str, Any] = {"version": 1}
+    if file:
+        data = _mapping(yaml.safe_load(file.read_text(encoding="utf-8")))
+    base = file.resolve().parent if file else path.parent
+    item = entry(path, given)
+    item["source"] = os.path.relpath(path, base)
+    own = {e.get("name"): e for e in data.get("functions") or [] if isinstance(e, dict)}
+    data["functions"] = [merge(item, own.get(item["name"], {}))]
+    if given.bus_url or "bus" not in data:
+        if not given.bus_url:
+            raise UsageError(
+                "no bus: pass --bus-url URL (the bus as the function reaches it), or -f a "
+                "functions.yaml with bus:"
+            )
+        data["bus"] = {"url": given.bus_url}
+    if given.image and "image" not in data:
         data["image"] = given.image
-    virtual = path.parent / f"{path.name} (functl deploy)"
-    return specs.loads(yaml.safe_dump(data, sort_keys=False), str(virtual))
+    name = str(file) if file else str(path.parent / f"{path.name} (functl deploy)")
+    return specs.loads(yaml.safe_dump(data, sort_keys=False), name)
 
 
 def how_to_call(spec: Spec, namespace: str, release: str) -> list[str]:
@@ -191,3 +229,59 @@ def how_to_call(spec: Spec, namespace: str, release: str) -> list[str]:
 def split_list(values: Sequence[str]) -> tuple[str, ...]:
     """``--route /a/ --route /b/`` or ``--route /a/,/b/``."""
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+def declared_entries(path: Path, source_field: str) -> list[dict[str, Any]]:
+    """A functions.yaml entry per ``@function`` of the source, from its declarations."""
+    out = []
+    for handler, fn in discover(path):
+        declared = declarations_of(fn)
+        name = declared.pop("name", None) or dns_name(handler.split(":")[1])
+        topic = declared.pop("topic", None) or name
+        out.append(
+            {"name": name, "topic": topic, "source": source_field, "handler": handler, **declared}
+        )
+    if not out:
+        raise UsageError(f"{path} defines no @function: decorate the handlers to declare them")
+    return out
+
+
+def spec_for_code(
+    path_text: str, functions_file: str | None, bus_url: str | None, image: str | None
+) -> Spec:
+    """The functions declared in a module or package, each overridden field by field by
+    the entry of the same name in ``functions_file`` (when that file exists); the file's
+    other functions, bus, image and defaults are kept."""
+    from kubefuncs.declare import merge
+
+    path = Path(path_text).resolve()
+    if not path.exists():
+        raise UsageError(f"{path_text}: no such file or directory")
+    file = Path(functions_file) if functions_file and Path(functions_file).is_file() else None
+    data: dict[str, Any] = {"version": 1}
+    if file:
+        data = _mapping(yaml.safe_load(file.read_text(encoding="utf-8")))
+    base = file.resolve().parent if file else path.parent
+    own = {e.get("name"): e for e in data.get("functions") or [] if isinstance(e, dict)}
+    merged = [
+        merge(entry, own.pop(entry["name"], {}))
+        for entry in declared_entries(path, os.path.relpath(path, base))
+    ]
+    data["functions"] = merged + list(own.values())
+    if "bus" not in data:
+        if not bus_url:
+            raise UsageError(
+                f"no bus for the functions of {path_text}: pass --bus-url URL, or -f a "
+                "functions.yaml with bus:"
+            )
+        data["bus"] = {"url": bus_url}
+    if image and "image" not in data:
+        data["image"] = image
+    name = str(file) if file else str(base / f"{path.name} (declarations)")
+    return specs.loads(yaml.safe_dump(data, sort_keys=False), name)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError("the functions.yaml to override declarations with is not a mapping")
+    return value

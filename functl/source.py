@@ -85,17 +85,29 @@ class Packed:
         return f"f{index:04d}-{name}"[:253]
 
 
+def is_package(root: Path) -> bool:
+    """A Python package directory: shipped as the package (``shop/...`` in the mount)."""
+    return root.is_dir() and (root / "__init__.py").is_file()
+
+
+def import_root(root: Path) -> Path:
+    """The folder a source's modules are imported from, as the mount lays it out."""
+    return root.parent if root.is_file() or is_package(root) else root
+
+
 def collect(root: Path) -> list[tuple[str, bytes]]:
-    """Every file under ``root`` (or ``root`` itself), sorted, without caches and VCS."""
+    """Every file under ``root`` (or ``root`` itself), sorted, without caches and VCS; a
+    package directory keeps its name as the first path part."""
     if root.is_file():
         return [(root.name, root.read_bytes())]
+    prefix = f"{root.name}/" if is_package(root) else ""
     out = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part in SKIPPED for part in rel.parts) or path.suffix == ".pyc":
             continue
         if path.is_file():
-            out.append((rel.as_posix(), path.read_bytes()))
+            out.append((prefix + rel.as_posix(), path.read_bytes()))
     return out
 
 

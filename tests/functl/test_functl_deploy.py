@@ -48,7 +48,8 @@ def cluster(kube: FakeKube, tmp_path: Path) -> Cluster:
 
 def flags(path: Path) -> Flags:
     return Flags(
-        functions=str(path),
+        code=str(path),
+        functions=str(path.parent / "functions.yaml"),
         namespace="fns",
         release="demo",
         image="ghcr.io/kubefuncs/kubefuncs:0.1.0",

@@ -32,6 +32,7 @@ USES: dict[str, set[str]] = {
     "dlq purge": RELEASE | BUS,
     "dev": {"functions", "bus"},
     "conformance": BUS,
+    "deploy": RELEASE | NETWORK | CLUSTER | BUS | APPLY,
 }
 REASONS = {
     **dict.fromkeys(CLUSTER, "it does not talk to the Kubernetes cluster"),
