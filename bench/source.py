@@ -24,9 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._servers import bus_url, free_port, valkey  # noqa: E402
-from kubefuncs.functl import source  # noqa: E402
-from tests.runtime.test_source import configmap_mount, tiny_wheel  # noqa: E402
+from kubefuncs.functl import source
+
+from bench._servers import bus_url, free_port, valkey
+from tests.runtime.test_source import configmap_mount, tiny_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 PY_HANDLER = "def handle(payload):\n    return payload\n"

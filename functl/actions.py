@@ -171,6 +171,7 @@ def file_functions(flags: Flags) -> list[dict[str, Any]]:
             else f"hpa {fn.scaling.min}-{fn.scaling.max}",
             "schedules": [s.cron for s in fn.schedules],
             "routes": [r.prefix for r in fn.routes],
+            "expires_at": fn.expires_at,
         }
         for fn in load(flags).functions
     ]

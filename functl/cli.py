@@ -42,6 +42,7 @@ COMMANDS: list[click.Command] = [
     dev.dev,
     conformance.conformance,
     cmd_deploy.deploy_command,
+    cmd_deploy.gc_command,
 ]
 
 

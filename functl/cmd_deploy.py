@@ -121,3 +121,35 @@ def deploy_command(
         image=f.image,
     )
     deploy_source(f, wanted, click.echo)
+
+
+@click.command("gc")
+@release_options
+@cluster_options
+@bus_options
+@click.option("--dry-run", is_flag=True, default=None, help="show what would be deleted")
+@click.option(
+    "--now",
+    "at",
+    default=None,
+    metavar="TIME",
+    help="collect as if it were TIME (RFC 3339) [default: now]",
+)
+@click.pass_context
+def gc_command(ctx: click.Context, /, at: str | None, **given: Any) -> None:
+    """Delete the release's expired functions (ttl:/expires_at:) with their ConfigMaps,
+    and remove their consumer groups, retry and dead-letter streams from the bus.
+
+    The release's janitor CronJob runs this every 5 minutes in the cluster.
+    """
+    from . import expiry, gc
+    from .errors import UsageError
+
+    f = flags(ctx, **given)
+    moment = expiry.parse(at) if at else expiry.now()
+    if moment is None:
+        raise UsageError(f"--now {at!r} is not an RFC 3339 time such as 2026-12-31T18:00:00Z")
+    bus = (f.bus, f.bus_password) if f.bus else None
+    if bus is None:
+        click.echo("warning: no --bus: the expired functions' channels stay on the bus", err=True)
+    gc.run(actions.connect(f), f.release, moment, bus, dry_run=f.dry_run, echo=click.echo)

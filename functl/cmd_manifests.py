@@ -20,6 +20,14 @@ from .output import manifests_json, manifests_yaml
 from .output import render as show
 
 
+def left(expires_at: str | None) -> str:
+    """Time left before ``functl gc`` deletes the function."""
+    from .expiry import now
+    from .gc import time_left
+
+    return time_left(expires_at, now())
+
+
 def warn(message: str) -> None:
     click.echo(message, err=True)
 
@@ -129,7 +137,7 @@ def list_functions(
     f = flags(ctx, **given)
     if in_cluster:
         rows = actions.cluster_functions(f, all_releases=all_releases)
-        headers = ("NAME", "RELEASE", "TOPIC", "CHANNEL", "READY", "DEPLOYMENT")
+        headers = ("NAME", "RELEASE", "TOPIC", "CHANNEL", "READY", "DEPLOYMENT", "EXPIRES")
         cells = [
             (
                 r["name"],
@@ -138,14 +146,23 @@ def list_functions(
                 r["channel"],
                 f"{r['ready']}/{r['replicas']}",
                 r["deployment"],
+                left(r["expires_at"]),
             )
             for r in rows
         ]
     else:
         rows = actions.file_functions(f)
-        headers = ("NAME", "TOPIC", "CHANNEL", "SCALING", "SCHEDULES", "ROUTES")
+        headers = ("NAME", "TOPIC", "CHANNEL", "SCALING", "SCHEDULES", "ROUTES", "EXPIRES")
         cells = [
-            (r["name"], r["topic"], r["channel"], r["scaling"], r["schedules"], r["routes"])
+            (
+                r["name"],
+                r["topic"],
+                r["channel"],
+                r["scaling"],
+                r["schedules"],
+                r["routes"],
+                left(r["expires_at"]),
+            )
             for r in rows
         ]
     click.echo(show(rows, output, headers, cells), nl=False)

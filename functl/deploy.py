@@ -224,6 +224,7 @@ def deployed_functions(cluster: ClusterLike, release: str | None) -> list[dict[s
                 "ready": int(status.get("readyReplicas") or 0),
                 "replicas": int(status.get("replicas") or 0),
                 "deployment": meta.get("name"),
+                "expires_at": notes.get("kubefuncs.io/expires-at"),
             }
         )
     return rows

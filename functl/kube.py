@@ -17,7 +17,7 @@ import httpx2
 import yaml
 from lightkube import ApiError, Client, ConfigError, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import ConfigMap, Pod
+from lightkube.resources.core_v1 import ConfigMap, Pod, ServiceAccount
 from lightkube.types import CascadeType
 
 from .errors import ClusterUnreachable, Forbidden, Rejected
@@ -36,6 +36,10 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "Job": ("batch", "v1", "jobs"),  # only the bus preparation Job (busjob.py); never pruned
     # source functions' code (source.py); only those labelled component=source are pruned
     "ConfigMap": ("", "v1", "configmaps"),
+    # the janitor of expiring functions (expiry.py)
+    "ServiceAccount": ("", "v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
 }
 KEDA_KINDS = ("ScaledObject", "TriggerAuthentication")
 # delete what scales or starts pods before what runs them, and a policy only after the
@@ -48,20 +52,27 @@ DELETE_ORDER = (
     "ConfigMap",
     "NetworkPolicy",
     "TriggerAuthentication",
+    "RoleBinding",
+    "Role",
+    "ServiceAccount",
 )
 RBAC_HINT = (
     "functl needs get, list, patch and delete on deployments.apps, cronjobs.batch, "
     "horizontalpodautoscalers.autoscaling, networkpolicies.networking.k8s.io, "
     "scaledobjects.keda.sh and triggerauthentications.keda.sh (and configmaps for source "
+    "functions; serviceaccounts, roles and rolebindings for the janitor of expiring "
     "functions); when it prepares the bus "
     "from inside the cluster also on jobs.batch, and list on pods and get on pods/log"
 )
 
 
+CORE: dict[str, Any] = {"ConfigMap": ConfigMap, "ServiceAccount": ServiceAccount}
+
+
 @cache
 def resource(kind: str) -> Any:
-    if kind == "ConfigMap":
-        return ConfigMap
+    if kind in CORE:
+        return CORE[kind]
     group, version, plural = KINDS[kind]
     return create_namespaced_resource(group, version, kind, plural)
 

@@ -103,6 +103,7 @@ class Function:
     schedules: tuple[Schedule, ...]
     routes: tuple[Route, ...]
     source: Source | None = None
+    expires_at: str | None = None  # RFC 3339 UTC (ttl: resolved at render), functl gc's cue
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from . import netpol, resolve_source
+from . import expiry, netpol, resolve_source
 from .errors import Issue
 from .model import Bus, Function, Network, Retry, Route, Scaling, Schedule, Spec
 from .yamlmarks import Marked, Path, format_path
@@ -147,6 +147,7 @@ class Resolver:
             schedules=self.schedules(i, raw.get("schedule")),
             routes=self.routes(i, raw.get("routes"), timeout_s),
             source=resolve_source.resolve(self.file, i, raw, self.defaults, self.issue),
+            expires_at=expiry.resolve(i, raw, self.issue),
         )
 
     def check_entrypoint(self, i: int, raw: Mapping[str, Any]) -> None:

@@ -19,7 +19,8 @@ delete are tested against this. It implements, for namespaced resources under
 * 403 Forbidden for verbs/resources listed in ``forbidden``; 404 for resources whose API
   group is not installed (``missing_groups``) and namespaces that do not exist;
 * ``GET /version`` and ``/apis`` discovery;
-* the core API's ConfigMaps (``/api/v1/namespaces/{ns}/configmaps``), like the above;
+* the core API's ConfigMaps and ServiceAccounts (``/api/v1/namespaces/{ns}/configmaps``,
+  ``.../serviceaccounts``), like the above;
 * the core API's pods (``/api/v1/namespaces/{ns}/pods``: list with ``labelSelector``, and a
   pod's ``/log`` as plain text, from :attr:`FakeKube.logs`);
 * controllers: a test registers a callable per plural (:attr:`FakeKube.controllers`) that
@@ -115,7 +116,7 @@ class FakeKube:
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Payload:
         segs = path.strip("/").split("/")
-        if segs[:2] == ["api", "v1"] and segs[4:5] == ["configmaps"]:
+        if segs[:2] == ["api", "v1"] and segs[4:5] in (["configmaps"], ["serviceaccounts"]):
             segs = ["apis", "", *segs[1:]]  # core ConfigMaps: stored like the group kinds
         elif path.startswith("/api/v1/"):
             return self._core(method, path, query)

@@ -33,6 +33,7 @@ USES: dict[str, set[str]] = {
     "dev": {"functions", "bus"},
     "conformance": BUS,
     "deploy": RELEASE | NETWORK | CLUSTER | BUS | APPLY,
+    "gc": RELEASE | CLUSTER | BUS | {"dry_run"},
 }
 REASONS = {
     **dict.fromkeys(CLUSTER, "it does not talk to the Kubernetes cluster"),
