@@ -122,9 +122,7 @@ def main() -> None:
             ]
     print(f"{'what':34} {'median s':>9} {'min s':>7} {'max s':>7}")
     for what, values in rows.items():
-        print(
-            f"{what:34} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f}"
-        )
+        print(f"{what:34} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f}")
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "source.json").write_text(json.dumps(rows, indent=2) + "\n")
