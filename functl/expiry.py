@@ -112,7 +112,18 @@ def janitor(spec: Spec, target: Target, image: str | None, doomed: list[Obj]) ->
     ]
 
 
-# what the janitor looks at and deletes (group, plural), as kube.KINDS names them
+# the kinds of a function's objects: what the janitor lists and deletes
+JANITOR_KINDS = frozenset(
+    {
+        "Deployment",
+        "CronJob",
+        "ScaledObject",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ConfigMap",
+    }
+)
+# the same as RBAC names them (group, plural)
 _RESOURCES = (
     ("apps", "deployments"),
     ("batch", "cronjobs"),

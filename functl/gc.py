@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from . import busops, deploy
-from .expiry import EXPIRES_ANNOTATION, JANITOR, parse
-from .kube import ref
-from .naming import CHANNEL_ANNOTATION, COMPONENT, NAME, TOPIC_ANNOTATION
+from .expiry import EXPIRES_ANNOTATION, JANITOR, JANITOR_KINDS, parse
+from .kube import DELETE_ORDER, Obj, ref
+from .naming import CHANNEL_ANNOTATION, COMPONENT, NAME, TOPIC_ANNOTATION, release_selector
 
 Echo = Callable[[str], None]
 
@@ -36,6 +36,14 @@ def expired(live: Sequence[Mapping[str, Any]], moment: datetime) -> dict[str, tu
     return out
 
 
+def function_objects(cluster: deploy.ClusterLike, release: str) -> list[Obj]:
+    """The release's objects of the kinds a function has: what the janitor's Role lets it
+    list (expiry.JANITOR_KINDS), in deletion order."""
+    selector = release_selector(release)
+    kinds = [k for k in DELETE_ORDER if k in JANITOR_KINDS]
+    return [o for kind in kinds for o in cluster.list(kind, selector) if deploy.ours(o)]
+
+
 def collect(
     cluster: deploy.ClusterLike,
     release: str,
@@ -45,7 +53,7 @@ def collect(
     progress: Echo = lambda line: None,
 ) -> tuple[list[deploy.Change], dict[str, tuple[str, str]]]:
     """Delete the expired functions' objects; what was deleted and their (topic, channel)."""
-    live = deploy.live_objects(cluster, release)
+    live = function_objects(cluster, release)
     doomed = expired(live, moment)
     changes: list[deploy.Change] = []
     for obj in live:

@@ -60,6 +60,11 @@ def test_the_janitor_may_delete_only_the_expiring_functions_objects(
     expiring = {o["metadata"]["name"] for o in objects if annotation(o)}
     assert deletable == expiring and "demo-keep" not in deletable
     assert all(r["verbs"] in (["get", "list"], ["delete"]) for r in role["rules"])
+    # the Role covers exactly the kinds gc lists and deletes
+    from kubefuncs.functl.kube import KINDS
+
+    granted = {(r["apiGroups"][0], r["resources"][0]) for r in role["rules"]}
+    assert granted == {(KINDS[k][0], KINDS[k][2]) for k in expiry.JANITOR_KINDS}
     job = named(objects, "CronJob", "demo-janitor")
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "demo-janitor"
@@ -123,6 +128,10 @@ def test_gc_deletes_exactly_what_expired(
 ) -> None:
     kube, c = cluster
     deploy.apply_all(c, objects, release="demo")
+    # what the janitor's Role does not let it list
+    kube.forbidden |= {
+        ("list", p) for p in ("roles", "rolebindings", "serviceaccounts", "triggerauthentications")
+    }
     before = names(kube)
     soon = {o["metadata"]["name"] for o in objects if annotation(o) == "2026-12-03T14:00:00Z"}
     # Given an hour before the first expiry: nothing goes
