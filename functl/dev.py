@@ -31,7 +31,7 @@ from kubefuncs.settings import Settings
 from kubefuncs.transport import from_url
 from kubefuncs.wire import HttpResponse
 
-from . import quick, source
+from . import devdeps, quick, source
 from . import spec as specs
 from .actions import Flags
 from .errors import UsageError
@@ -242,11 +242,10 @@ def dev_main(
         if folder not in sys.path:
             sys.path.insert(0, folder)
     for fn in spec.functions:
-        if fn.source is not None and fn.source.requirements:
-            echo(
-                f"functl dev: {fn.name} needs {', '.join(fn.source.requirements)}: functl dev "
-                "does not install them, install them into this environment"
-            )
+        deps = devdeps.install(fn, os.environ)
+        if deps is not None:
+            echo(f"functl dev: {fn.name}: requirements from {deps}")
+            sys.path.insert(1, str(deps))
     dev_plan = plan(spec, bus_url, f"{host}:{port}", os.environ)
     for line in banner(spec, dev_plan):
         echo(line)

@@ -186,3 +186,42 @@ def _post(url: str) -> tuple[int, str]:
     request = urllib.request.Request(url, data=b'"x"', method="POST")
     with urllib.request.urlopen(request, timeout=10) as r:
         return int(r.status), r.read().decode()
+
+
+def test_functl_dev_installs_a_source_functions_requirements_once(tmp_path: Path) -> None:
+    from tests.runtime.test_source import python_with_pip, tiny_wheel
+
+    # Given a source function requiring a package from a folder of wheels
+    tiny_wheel(tmp_path / "wheels", "devdep_marker", "1.0", "VALUE = 'from the wheel'\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "devdep_fn.py").write_text(
+        "import devdep_marker\n\ndef handle(payload):\n    return devdep_marker.VALUE\n"
+    )
+    (tmp_path / "functions.yaml").write_text(
+        "functions:\n"
+        "  - {name: dep, topic: dep, source: app, handler: 'devdep_fn:handle', routes: /dep/,\n"
+        "     requirements: [devdep_marker==1.0],\n"
+        f"     index_url: '{(tmp_path / 'wheels').as_uri()}'}}\n"
+    )
+    env = {
+        "KF_BUS_URL": "",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "KF_PIP_PYTHON": python_with_pip(),
+    }
+    stamps = []
+    for _ in range(2):  # the second start finds the cache
+        port = free_port()
+        dev = Proc(
+            ["kubefuncs.functl", "dev", str(tmp_path / "functions.yaml"), "--port", str(port)], env
+        )
+        try:
+            dev.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+            # When its route is called / Then the installed package answers
+            status, body = asyncio.run(asyncio.to_thread(_post, f"http://127.0.0.1:{port}/dep/"))
+            assert (status, body) == (200, "from the wheel")
+        finally:
+            assert dev.stop() == 0, dev.output()
+        (cached,) = (tmp_path / "cache" / "kubefuncs" / "dev-deps").iterdir()
+        stamps.append((cached / ".kf-install-s").stat().st_mtime_ns)
+    assert (cached / "devdep_marker" / "__init__.py").is_file()
+    assert stamps[0] == stamps[1]  # installed once
