@@ -36,6 +36,13 @@ def function_schema() -> dict[str, Any]:
     }
 
 
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(function_schema())
+
+
 def fields() -> list[str]:
     """The keyword arguments ``@function`` accepts as declarations."""
     return sorted(function_schema()["properties"])
@@ -45,9 +52,7 @@ def check(declared: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``declared`` if it is valid functions.yaml, else TypeError naming every problem."""
     if not declared:
         return {}
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(function_schema())
+    validator = _validator()
     problems = []
     for error in sorted(validator.iter_errors(dict(declared)), key=lambda e: list(e.path)):
         path = ".".join(str(p) for p in error.absolute_path) or "(declarations)"

@@ -139,7 +139,8 @@ def function(
             channel=channel or "",
             **{k: v for k, v in settings_given.items() if v is not None},  # type: ignore[arg-type]
         )
-        declared = declare.check(declare.merge(given, declarations), f"{fname!r}")
+        # only the free-form declarations need the schema (and jsonschema's import time)
+        declared = declare.merge(given, declare.check(declarations, f"{fname!r}"))
         return Function(handler, settings, non_retryable, lifespan, wrappers, declared)
 
     return wrap
