@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -11,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import wire
+from . import declare, wire
 from .middleware import Middleware, check
 from .once import DEDUPE_WINDOW_S, ONCE_TTL_S, once, once_key
 from .retry import RetryPolicy
@@ -63,6 +64,8 @@ class Function:
     non_retryable: tuple[type[BaseException], ...] = ()
     lifespan: Lifespan | None = None
     middleware: tuple[Middleware, ...] = ()
+    # functions.yaml fields declared in code (client/declare.py); functl reads them
+    declarations: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
@@ -78,7 +81,7 @@ class Function:
         return len(params) >= 2
 
     def with_settings(self, settings: Settings) -> Function:
-        return Function(self.handler, settings, self.non_retryable, self.lifespan, self.middleware)
+        return dataclasses.replace(self, settings=settings)
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -103,6 +106,7 @@ def function(
     non_retryable: tuple[type[BaseException], ...] = (),
     lifespan: Lifespan | None = None,
     middleware: Sequence[Middleware] = (),
+    **declarations: Any,
 ) -> Callable[[Handler], Function]:
     """Declare a function: ``@function("ping")`` over ``def pong(payload, ctx)``.
 
@@ -112,12 +116,18 @@ def function(
     process is ready only after it succeeded), its shutdown after the drain; what it puts
     in ``service.state`` handlers read as ``ctx.state``. ``middleware`` wraps every
     message's handling, the first outermost (see :mod:`kubefuncs.middleware`).
+
+    Any other keyword is a functions.yaml field declared in code (``routes=``,
+    ``scaling=``, ``resources=``, ``schedule=``, ``retry=``, ...; see
+    :mod:`kubefuncs.declare`), checked against the functions.yaml schema here; functl
+    deploys with them, and a functions.yaml entry overrides them field by field.
     """
     wrappers = check(middleware)
+    given = declare.options(concurrency, timeout_s, max_attempts, backoff_s, backoff_max_s)
 
     def wrap(handler: Handler) -> Function:
         fname = name or handler.__name__.replace("_", "-")
-        given = {
+        settings_given = {
             "concurrency": concurrency,
             "timeout_s": timeout_s,
             "max_attempts": max_attempts,
@@ -128,9 +138,11 @@ def function(
             function_name=fname,
             topic=topic or "",
             channel=channel or "",
-            **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
+            **{k: v for k, v in settings_given.items() if v is not None},  # type: ignore[arg-type]
         )
-        return Function(handler, settings, non_retryable, lifespan, wrappers)
+        # only the free-form declarations need the schema (and jsonschema's import time)
+        declared = declare.merge(given, declare.check(declarations, f"{fname!r}"))
+        return Function(handler, settings, non_retryable, lifespan, wrappers, declared)
 
     return wrap
 

@@ -117,6 +117,13 @@ class RuntimeMetrics:
             ["function"],
             registry=r,
         ).labels(function)
+        self.install = Gauge(
+            "kubefuncs_install_seconds",
+            "Seconds the install init container took for a source function's dependencies "
+            "(included in kubefuncs_cold_start_seconds)",
+            ["function"],
+            registry=r,
+        ).labels(function)
 
     def handled(self, outcome: str) -> None:
         """One message handled with ``outcome`` (one of OUTCOMES)."""

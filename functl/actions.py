@@ -39,9 +39,15 @@ class Flags:
     prune: bool = True
     force_conflicts: bool = False
     network_policy: bool | None = None  # None: network.policy of the file decides
+    code: str | None = None  # render/list PATH: a module or package with @function declarations
+    bus_url: str | None = None  # with code and no bus: in the file: the bus the functions use
 
 
 def load(flags: Flags) -> Spec:
+    if flags.code:
+        from . import quick
+
+        return quick.spec_for_code(flags.code, flags.functions, flags.bus_url, flags.image)
     return spec.load(flags.functions)
 
 
@@ -165,6 +171,7 @@ def file_functions(flags: Flags) -> list[dict[str, Any]]:
             else f"hpa {fn.scaling.min}-{fn.scaling.max}",
             "schedules": [s.cron for s in fn.schedules],
             "routes": [r.prefix for r in fn.routes],
+            "expires_at": fn.expires_at,
         }
         for fn in load(flags).functions
     ]

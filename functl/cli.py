@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import actions, cmd_bus, cmd_manifests, conformance, dev
+from . import actions, cmd_bus, cmd_deploy, cmd_manifests, conformance, dev
 from .console.command import serve
 from .errors import FunctlError
 from .options import (
@@ -43,6 +43,8 @@ COMMANDS: list[click.Command] = [
     dev.dev,
     conformance.conformance,
     serve,
+    cmd_deploy.deploy_command,
+    cmd_deploy.gc_command,
 ]
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from .kube import DELETE_ORDER, KINDS, Obj, ref
 from .naming import (
     CHANNEL_ANNOTATION,
+    COMPONENT,
     INSTANCE,
     MANAGED_BY,
     MANAGER,
@@ -101,11 +102,14 @@ def prunable(live: Iterable[Mapping[str, Any]], desired: Iterable[Mapping[str, A
 
 def ours(obj: Mapping[str, Any]) -> bool:
     """Applied by functl: our labels, functl among the field managers, and not one of the
-    HPAs KEDA generates (KEDA copies the ScaledObject's labels onto them)."""
+    HPAs KEDA generates (KEDA copies the ScaledObject's labels onto them); of ConfigMaps
+    only the source ones (``app.kubernetes.io/component: source``)."""
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
     if labels.get(MANAGED_BY) != MANAGER or KEDA_HPA_LABEL in labels:
         return False
+    if obj.get("kind") == "ConfigMap" and labels.get(COMPONENT) != "source":
+        return False  # only source functions' ConfigMaps are functl's to prune
     managers = {m.get("manager") for m in meta.get("managedFields") or []}
     return not managers or MANAGER in managers
 
@@ -128,8 +132,11 @@ def summary(changes: Sequence[Change]) -> str:
 # -- I/O -------------------------------------------------------------------------------
 
 
-def live_objects(cluster: ClusterLike, release: str) -> list[Obj]:
+def live_objects(cluster: ClusterLike, release: str, function: str | None = None) -> list[Obj]:
+    """The release's objects (of one ``function`` only, when given)."""
     selector = release_selector(release)
+    if function is not None:
+        selector = {**selector, NAME: function}
     return [o for kind in DELETE_ORDER for o in cluster.list(kind, selector) if ours(o)]
 
 
@@ -142,8 +149,10 @@ def apply_all(
     dry_run: bool = False,
     force: bool = False,
     progress: Progress = lambda c: None,
+    function: str | None = None,
 ) -> list[Change]:
-    """Server-side apply every object, then prune what left the release."""
+    """Server-side apply every object, then prune what left the release (with
+    ``function``: only that function's leftovers, as ``functl deploy PATH`` does)."""
     changes: list[Change] = []
     for obj in objects:
         before = cluster.get(*key(obj))
@@ -151,7 +160,7 @@ def apply_all(
         changes.append(Change(ref(obj), classify(before, after), dry_run))
         progress(changes[-1])
     if prune:
-        for obj in prunable(live_objects(cluster, release), objects):
+        for obj in prunable(live_objects(cluster, release, function), objects):
             deleted = cluster.delete(*key(obj), dry_run=dry_run)
             changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
             progress(changes[-1])
@@ -187,10 +196,12 @@ def delete_all(
     release: str,
     dry_run: bool = False,
     progress: Progress = lambda c: None,
+    function: str | None = None,
 ) -> list[Change]:
-    """Delete every object functl applied for ``release`` (the bus keeps its data)."""
+    """Delete every object functl applied for ``release`` (of one ``function`` only, when
+    given); the bus keeps its data."""
     changes = []
-    for obj in live_objects(cluster, release):
+    for obj in live_objects(cluster, release, function):
         deleted = cluster.delete(*key(obj), dry_run=dry_run)
         changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
         progress(changes[-1])
@@ -213,6 +224,7 @@ def deployed_functions(cluster: ClusterLike, release: str | None) -> list[dict[s
                 "ready": int(status.get("readyReplicas") or 0),
                 "replicas": int(status.get("replicas") or 0),
                 "deployment": meta.get("name"),
+                "expires_at": notes.get("kubefuncs.io/expires-at"),
             }
         )
     return rows

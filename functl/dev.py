@@ -31,6 +31,7 @@ from kubefuncs.settings import Settings
 from kubefuncs.transport import Transport, from_url
 from kubefuncs.wire import HttpResponse
 
+from . import devdeps, quick, source
 from . import spec as specs
 from .actions import Flags
 from .errors import UsageError
@@ -78,7 +79,9 @@ def plan(spec: Spec, bus_url: str, addr: str, base_env: Mapping[str, str]) -> Pl
     handlers, commands, skipped = [], [], []
     for fn in spec.functions:
         env = function_env(spec, fn, bus_url)
-        if fn.handler is not None:
+        if fn.source is not None and fn.source.runtime == "node":
+            skipped.append((fn.name, "is a Node source function, which functl dev does not run"))
+        elif fn.handler is not None:
             handlers.append((fn, env))
         elif fn.command is None:
             skipped.append((fn.name, "has neither handler: nor command: to run locally"))
@@ -231,14 +234,43 @@ def banner(spec: Spec, dev_plan: Plan) -> list[str]:
     return lines
 
 
+def load_spec(path: str, bus_url: str, given: quick.Given | None = None) -> Spec:
+    """A functions.yaml, or one source file or directory (as ``functl deploy PATH``)."""
+    if quick.is_source_path(path):
+        return quick.spec_for(path, replace(given or quick.Given(), bus_url=bus_url or "memory://"))
+    return specs.load(path)
+
+
+def import_folders(spec: Spec, path: str) -> list[str]:
+    """Where handlers are imported from: source functions' own folders (used directly,
+    no ConfigMap), the file's folder, the working directory."""
+    sources = [
+        str(source.import_root(Path(fn.source.path)))
+        for fn in spec.functions
+        if fn.source is not None
+    ]
+    return [*sources, str(Path(path).resolve().parent), os.getcwd()]
+
+
 def dev_main(
-    path: str, bus_url: str, host: str, port: int, echo: Echo, console_port: int = 0
+    path: str,
+    bus_url: str,
+    host: str,
+    port: int,
+    echo: Echo,
+    console_port: int = 0,
+    given: quick.Given | None = None,
 ) -> None:
     """Load, plan and run until Ctrl-C / SIGTERM."""
-    spec = specs.load(path)
-    for folder in (str(Path(path).resolve().parent), os.getcwd()):
+    spec = load_spec(path, bus_url, given)
+    for folder in reversed(import_folders(spec, path)):
         if folder not in sys.path:
             sys.path.insert(0, folder)
+    for fn in spec.functions:
+        deps = devdeps.install(fn, os.environ)
+        if deps is not None:
+            echo(f"functl dev: {fn.name}: requirements from {deps}")
+            sys.path.insert(1, str(deps))
     dev_plan = plan(spec, bus_url, f"{host}:{port}", os.environ)
     if console_port:
         dev_plan = replace(dev_plan, console_addr=f"{host}:{console_port}")
@@ -264,7 +296,7 @@ async def _main(spec: Spec, dev_plan: Plan, echo: Echo) -> None:
 
 
 @click.command("dev")
-@click.argument("functions_file", required=False, metavar="[FUNCTIONS.yaml]")
+@click.argument("functions_file", required=False, metavar="[FUNCTIONS.yaml | PATH]")
 @click.option(
     "-f", "--functions", default=None, metavar="PATH", help="functions.yaml, as the argument"
 )
@@ -290,6 +322,8 @@ async def _main(spec: Spec, dev_plan: Plan, echo: Echo) -> None:
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
 )
+@click.option("--topic", default=None, help="with a source PATH: the topic to consume")
+@click.option("--route", "routes", multiple=True, help="with a source PATH: HTTP route")
 @click.pass_context
 def dev(
     ctx: click.Context,
@@ -300,9 +334,13 @@ def dev(
     host: str,
     console_port: int,
     log_level: str,
+    topic: str | None,
+    routes: tuple[str, ...],
 ) -> None:
-    """Run the gateway and every function of FUNCTIONS.yaml on this machine."""
+    """Run the gateway and every function of FUNCTIONS.yaml on this machine, or the one
+    function of a source PATH (a .py file or a directory, as `functl deploy PATH`)."""
     configure(log_level, "text")
     flags = ctx.find_object(Flags) or Flags()
+    given = quick.Given(topic=topic, routes=quick.split_list(routes))
     path = functions_file or functions or flags.functions
-    dev_main(path, bus, host, port, click.echo, console_port)
+    dev_main(path, bus, host, port, click.echo, console_port, given)

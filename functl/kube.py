@@ -17,7 +17,7 @@ import httpx2
 import yaml
 from lightkube import ApiError, Client, ConfigError, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import ConfigMap, Pod, ServiceAccount
 from lightkube.types import CascadeType
 
 from .errors import ClusterUnreachable, Forbidden, Rejected
@@ -34,6 +34,12 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "CronJob": ("batch", "v1", "cronjobs"),
     "Job": ("batch", "v1", "jobs"),  # only the bus preparation Job (busjob.py); never pruned
+    # source functions' code (source.py); only those labelled component=source are pruned
+    "ConfigMap": ("", "v1", "configmaps"),
+    # the janitor of expiring functions (expiry.py)
+    "ServiceAccount": ("", "v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
 }
 KEDA_KINDS = ("ScaledObject", "TriggerAuthentication")
 # delete what scales or starts pods before what runs them, and a policy only after the
@@ -43,19 +49,30 @@ DELETE_ORDER = (
     "ScaledObject",
     "HorizontalPodAutoscaler",
     "Deployment",
+    "ConfigMap",
     "NetworkPolicy",
     "TriggerAuthentication",
+    "RoleBinding",
+    "Role",
+    "ServiceAccount",
 )
 RBAC_HINT = (
     "functl needs get, list, patch and delete on deployments.apps, cronjobs.batch, "
     "horizontalpodautoscalers.autoscaling, networkpolicies.networking.k8s.io, "
-    "scaledobjects.keda.sh and triggerauthentications.keda.sh; when it prepares the bus "
+    "scaledobjects.keda.sh and triggerauthentications.keda.sh (and configmaps for source "
+    "functions; serviceaccounts, roles and rolebindings for the janitor of expiring "
+    "functions); when it prepares the bus "
     "from inside the cluster also on jobs.batch, and list on pods and get on pods/log"
 )
 
 
+CORE: dict[str, Any] = {"ConfigMap": ConfigMap, "ServiceAccount": ServiceAccount}
+
+
 @cache
 def resource(kind: str) -> Any:
+    if kind in CORE:
+        return CORE[kind]
     group, version, plural = KINDS[kind]
     return create_namespaced_resource(group, version, kind, plural)
 
@@ -67,7 +84,8 @@ def kind_of(obj: Mapping[str, Any]) -> str:
 def ref(obj: Mapping[str, Any]) -> str:
     """``deployment.apps/name`` as kubectl prints it."""
     group = KINDS[kind_of(obj)][0]
-    return f"{kind_of(obj).lower()}.{group}/{obj['metadata']['name']}"
+    dotted = f".{group}" if group else ""
+    return f"{kind_of(obj).lower()}{dotted}/{obj['metadata']['name']}"
 
 
 class Cluster:

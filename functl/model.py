@@ -64,6 +64,17 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """``source:``: the function's code, shipped in a ConfigMap (functl/source.py)."""
+
+    path: str  # absolute: a file or a directory
+    runtime: str  # python | node
+    requirements: tuple[str, ...] = ()  # Python requirement lines
+    index_url: str | None = None  # None: PyPI / the npm registry
+    install_image: str | None = None  # None: source.PYTHON_INSTALL_IMAGE / NODE_INSTALL_IMAGE
+
+
+@dataclass(frozen=True, slots=True)
 class Function:
     name: str
     topic: str
@@ -92,6 +103,8 @@ class Function:
     network: Network
     schedules: tuple[Schedule, ...]
     routes: tuple[Route, ...]
+    source: Source | None = None
+    expires_at: str | None = None  # RFC 3339 UTC (ttl: resolved at render), functl gc's cue
 
 
 @dataclass(frozen=True, slots=True)

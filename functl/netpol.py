@@ -20,7 +20,9 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
+from . import source
 from .busurl import BusTarget
 from .model import HEALTH_PORT, Function, Spec
 from .naming import COMPONENT, INSTANCE, NAME, Obj, Target, metadata, object_name, selector
@@ -93,7 +95,32 @@ def _peer(raw: Mapping[str, Mapping[str, str]]) -> Obj:
 def egress_rules(fn: Function, bus: BusTarget) -> list[Obj]:
     """DNS, the bus (see the module docstring) and the function's own ``egress``."""
     extra = [_extra(e) for e in fn.network.egress]
-    return [dns_rule(), *bus_rules(bus, covered=_covered_ports(fn.network.egress)), *extra]
+    covered = _covered_ports(fn.network.egress)
+    return [dns_rule(), *bus_rules(bus, covered=covered), *index_rules(fn, covered), *extra]
+
+
+def index_address(fn: Function) -> tuple[str, int] | None:
+    """(host, port) of the package index the install init container reaches, if any."""
+    if not source.has_dependencies(fn) or fn.source is None:
+        return None
+    python = fn.source.runtime == "python"
+    url = urlsplit(fn.source.index_url or (source.PYPI if python else source.NPM))
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return None  # file://: a folder of wheels in the install image, nothing to reach
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+
+
+def index_rules(fn: Function, covered: frozenset[int]) -> list[Obj]:
+    """Egress to the package index for a function that installs dependencies: its IP, or
+    (a host name) its port to any destination unless the function's own rules list it."""
+    found = index_address(fn)
+    if found is None:
+        return []
+    host, port = found
+    dest = classify(host, "valkey")
+    if dest[0] == "ip":
+        return [{"to": [_dest_peer(dest)], "ports": [_port(port, "TCP")]}]
+    return [] if port in covered else [{"ports": [_port(port, "TCP")]}]
 
 
 def dns_rule() -> Obj:
@@ -221,7 +248,25 @@ def warnings(spec: Spec, target: Target, bus: BusTarget) -> list[str]:
         + ", ".join(f"{{port: {p}}}" for p in ports)
         + "]}]} to defaults: (or to each function)"
         for ports, names in by_ports.items()
-    ]
+    ] + index_warnings(spec, target)
+
+
+def index_warnings(spec: Spec, target: Target) -> list[str]:
+    """One line per function whose policy opens the package index's port to any address."""
+    out = []
+    for fn in spec.functions:
+        found = index_address(fn) if enabled(fn, target) else None
+        rules = index_rules(fn, _covered_ports(fn.network.egress)) if found else []
+        if found and rules and "to" not in rules[0]:
+            host, port = found
+            out.append(
+                f"warning: {spec.file}: the NetworkPolicy of {fn.name} lets its install step "
+                f"reach any address on TCP {port}: the package index {host} is a host name, "
+                "and a NetworkPolicy cannot name hosts\n"
+                "    fix: add network: {egress: [{cidr: <the index's address range>, ports: "
+                f"[{{port: {port}}}]}}]}} to the function, or use a mirror inside the cluster"
+            )
+    return out
 
 
 _Net = ipaddress.IPv4Network | ipaddress.IPv6Network

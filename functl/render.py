@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from . import busurl, cron, keda, netpol
+from . import busurl, cron, expiry, keda, netpol, source
 from .errors import Issue, SpecError, UsageError
 from .model import Spec
 from .naming import Obj, Target
@@ -35,12 +35,20 @@ def render(spec: Spec, target: Target) -> list[Obj]:
     auth = keda.trigger_authentication(spec, target, bus)
     if auth is not None:
         objects.append(auth)
+    doomed: list[Obj] = []
     for fn in spec.functions:
+        own: list[Obj] = []
         # the policy first, so the function's pods never run unisolated
-        objects.extend(netpol.policies(fn, target, bus))
-        objects.append(deployment(spec, fn, target, image))
-        objects.append(keda.scaler(spec, fn, target, bus))
-        objects.extend(cron.cronjobs(spec, fn, target, image))
+        own.extend(netpol.policies(fn, target, bus))
+        packed = source.pack(fn) if fn.source is not None else None
+        if packed is not None:  # before the Deployment that mounts it
+            own.append(source.configmap(target, fn, packed))
+        own.append(deployment(spec, fn, target, image, packed))
+        own.append(keda.scaler(spec, fn, target, bus))
+        own.extend(cron.cronjobs(spec, fn, target, image))
+        objects.extend(expiry.annotate(own, fn.expires_at))
+        doomed.extend(own if fn.expires_at else [])
+    objects.extend(expiry.janitor(spec, target, image, doomed))
     return objects
 
 
@@ -96,6 +104,10 @@ def _bus_issue(spec: Spec, problem: str, hint: str) -> SpecError:
 def release_image(spec: Spec, target: Target) -> str | None:
     image = target.image or spec.image
     needs = [fn.name for fn in spec.functions if fn.image is None or fn.schedules]
+    needs += (
+        ["the janitor of expiring functions"] if any(f.expires_at for f in spec.functions) else []
+    )
+    # a source function runs in the stock image (or the Node image named after it)
     if image is None and needs:
         raise UsageError(
             f"no image for {', '.join(needs)}: pass --image IMAGE or set image: in {spec.file}"

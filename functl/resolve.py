@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from . import netpol
+from . import expiry, netpol, resolve_source
 from .errors import Issue
 from .model import Bus, Function, Network, Retry, Route, Scaling, Schedule, Spec
 from .yamlmarks import Marked, Path, format_path
@@ -57,6 +57,8 @@ RESERVED_ENV = frozenset(
         "KF_HEALTH_ADDR",
         "KF_LOG_LEVEL",
         "KF_LOG_FORMAT",
+        "KF_SOURCE_DIR",
+        "KF_DEPS_DIR",
     }
 )
 
@@ -144,6 +146,8 @@ class Resolver:
             network=self.network(i, raw, s["network"]),
             schedules=self.schedules(i, raw.get("schedule")),
             routes=self.routes(i, raw.get("routes"), timeout_s),
+            source=resolve_source.resolve(self.file, i, raw, self.defaults, self.issue),
+            expires_at=expiry.resolve(i, raw, self.issue),
         )
 
     def check_entrypoint(self, i: int, raw: Mapping[str, Any]) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 
+from . import source
 from .model import HEALTH_PORT, Function, Spec
 from .naming import Obj, Target, labels, metadata, object_name, selector
 
 TERMINATION_MARGIN_S = 5
 
 
-def deployment(spec: Spec, fn: Function, target: Target, image: str | None) -> Obj:
+def deployment(
+    spec: Spec, fn: Function, target: Target, image: str | None, packed: source.Packed | None = None
+) -> Obj:
+    """The function's Deployment; ``packed``: its source, for a source function."""
     name = object_name(target, fn.name)
     pod_selector = selector(target, fn.name, "function")
     # no spec.replicas: KEDA or the HPA own the replica count, and applying one would fight them
@@ -35,10 +39,30 @@ def deployment(spec: Spec, fn: Function, target: Target, image: str | None) -> O
                         "prometheus.io/path": "/metrics",
                     },
                 },
-                "spec": pod_spec(fn, [container(spec, fn, fn.image or image or "")]),
+                "spec": function_pod(spec, fn, target, image, packed),
             },
         },
     }
+
+
+def function_pod(
+    spec: Spec, fn: Function, target: Target, image: str | None, packed: source.Packed | None
+) -> Obj:
+    if fn.source is None or packed is None:
+        return pod_spec(fn, [container(spec, fn, fn.image or image or "")])
+    node = fn.source.runtime == "node"
+    own = fn.image or (source.node_image(image or "") if node else image or "")
+    c = container(spec, fn, own)
+    if node:
+        c["command"] = ["node", "/app/node/function.js"]
+        c["env"].append({"name": "KF_HANDLER", "value": fn.handler or ""})
+    c["env"][:0] = source.env(fn)
+    c["volumeMounts"] += source.mounts(fn)
+    pod = pod_spec(fn, [c])
+    pod["volumes"] += source.volumes(target, fn, packed)
+    if source.has_dependencies(fn):
+        pod["initContainers"] = [source.install_container(fn, container_security())]
+    return pod
 
 
 def pod_spec(fn: Function, containers: list[Obj], *, restart: str | None = None) -> Obj:

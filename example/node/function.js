@@ -4,6 +4,7 @@
 // Run: KF_TOPIC=upper node function.js
 
 const http = require('node:http');
+const path = require('node:path');
 const wire = require('./wire');
 const { Bus } = require('./bus');
 const { NsqBus } = require('./bus_nsq');
@@ -342,6 +343,23 @@ function serveHealth(addr, runtime) {
   return server.listen(Number(addr.slice(i + 1)), addr.slice(0, i));
 }
 
+// A source function (functl's source:): KF_HANDLER=module:export, module resolved in
+// KF_SOURCE_DIR (the ConfigMap functl mounts); without it, the upper-casing handle above.
+function loadHandler(env) {
+  if (!env.KF_HANDLER) return handle;
+  const [mod, name] = env.KF_HANDLER.split(':');
+  if (!mod || !name) throw new Error(`KF_HANDLER must look like module:export, got ${env.KF_HANDLER}`);
+  const file = path.resolve(env.KF_SOURCE_DIR || process.cwd(), mod);
+  let loaded;
+  try {
+    loaded = require(file);
+  } catch (e) {
+    throw new Error(`KF_HANDLER: cannot load ${file}: ${e.message}`);
+  }
+  if (typeof loaded[name] !== 'function') throw new Error(`KF_HANDLER: ${file} exports no function ${name}`);
+  return loaded[name];
+}
+
 function log(level, message, extra = {}) {
   const line = { time: new Date().toISOString(), level, logger: 'kubefuncs-node', message, ...extra };
   process.stdout.write(`${JSON.stringify(line)}\n`);
@@ -351,13 +369,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main() {
   let settings;
+  let handler;
   try {
     settings = settingsFromEnv(process.env);
+    handler = loadHandler(process.env);
   } catch (e) {
     process.stderr.write(`kubefuncs-node: ${e.message}\n`);
     process.exit(2);
   }
-  const runtime = new Runtime(settings, handle);
+  const runtime = new Runtime(settings, handler);
   const health = serveHealth(settings.healthAddr, runtime);
   const shutdown = () => runtime.stop().then(() => {
     if (health) health.close();
@@ -377,4 +397,4 @@ async function main() {
 
 if (require.main === module) main();
 
-module.exports = { handle, openBus, settingsFromEnv, toHttpResponse, LifespanFailed, Runtime };
+module.exports = { handle, loadHandler, openBus, settingsFromEnv, toHttpResponse, LifespanFailed, Runtime };

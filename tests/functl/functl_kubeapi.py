@@ -19,6 +19,8 @@ delete are tested against this. It implements, for namespaced resources under
 * 403 Forbidden for verbs/resources listed in ``forbidden``; 404 for resources whose API
   group is not installed (``missing_groups``) and namespaces that do not exist;
 * ``GET /version`` and ``/apis`` discovery;
+* the core API's ConfigMaps and ServiceAccounts (``/api/v1/namespaces/{ns}/configmaps``,
+  ``.../serviceaccounts``), like the above;
 * the core API's pods (``/api/v1/namespaces/{ns}/pods``: list with ``labelSelector``, and a
   pod's ``/log`` as plain text, from :attr:`FakeKube.logs`);
 * controllers: a test registers a callable per plural (:attr:`FakeKube.controllers`) that
@@ -113,13 +115,15 @@ class FakeKube:
     def _route(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Payload:
-        if path.startswith("/api/v1/"):
+        segs = path.strip("/").split("/")
+        if segs[:2] == ["api", "v1"] and segs[4:5] in (["configmaps"], ["serviceaccounts"]):
+            segs = ["apis", "", *segs[1:]]  # core ConfigMaps: stored like the group kinds
+        elif path.startswith("/api/v1/"):
             return self._core(method, path, query)
         if path == "/version":
             return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-functl-fake"}
         if path == "/apis":
             return {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
-        segs = path.strip("/").split("/")
         if len(segs) not in (6, 7) or segs[0] != "apis" or segs[3] != "namespaces":
             raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
         group, version, ns, plural = segs[1], segs[2], segs[4], segs[5]

@@ -113,6 +113,7 @@ def test_list_prints_a_table_or_yaml(runner: CliRunner) -> None:
         "SCALING",
         "SCHEDULES",
         "ROUTES",
+        "EXPIRES",
     ]
     code, out, _ = run(runner, "list", "-f", NSQ, "-o", "yaml")
     assert code == 0 and yaml.safe_load(out)[1]["channel"] == "archive"

@@ -33,6 +33,8 @@ USES: dict[str, set[str]] = {
     "dev": {"functions", "bus"},
     "conformance": BUS,
     "serve": RELEASE | CLUSTER | BUS,
+    "deploy": RELEASE | NETWORK | CLUSTER | BUS | APPLY,
+    "gc": RELEASE | CLUSTER | BUS | {"dry_run"},
 }
 REASONS = {
     **dict.fromkeys(CLUSTER, "it does not talk to the Kubernetes cluster"),

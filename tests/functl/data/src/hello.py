@@ -1,0 +1,2 @@
+def handle(payload: object) -> str:
+    return f"hello {payload}"
