@@ -206,7 +206,7 @@ async def test_edit_prefills_the_form_and_shows_errors_next_to_the_field(
         issue = page.locator('.field[data-field="scaling.max"] .field-error [data-path]')
         await issue.wait_for()
         assert await page.locator("#f-scaling-max").get_attribute("aria-invalid") == "true"
-        await page.screenshot(path=SHOTS / "edit-error.png", full_page=True)
+        await page.locator("#deploy-form").screenshot(path=SHOTS / "edit-error.png")
         # And a good update keeps what only the advanced part held
         await page.get_by_label("max replicas").fill("5")
         await page.locator("#update").click()

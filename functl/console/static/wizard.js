@@ -23,7 +23,7 @@ function input(field) {
   const attrs = { id, name: field.path, "aria-describedby": `${id}-error` };
   if (field.kind === "choice") return el("select", attrs, ...field.choices.map(([v, label]) => el("option", { value: v }, label)));
   const numeric = field.kind === "number" ? { inputmode: "decimal" } : {};
-  return el("input", { ...attrs, ...numeric, type: "text", placeholder: field.placeholder, autocomplete: "off", spellcheck: "false" });
+  return el("input", { ...attrs, ...numeric, type: "text", placeholder: `e.g. ${field.placeholder}`, autocomplete: "off", spellcheck: "false" });
 }
 
 function fieldBox(field) {
