@@ -216,6 +216,29 @@ async def test_edit_prefills_the_form_and_shows_errors_next_to_the_field(
         assert spec["routes"] == [{"path": "/orders/", "async": True, "cors": True}, "/more/"]
 
 
+async def test_edit_of_an_image_function_shows_image_and_command(
+    page: Page, valkey_url: str, tmp_path: Path
+) -> None:
+    async with cluster_console(valkey_url, tmp_path) as (api, kube):
+        # Given a function that runs an image with a command
+        body = {"name": "web", "topic": "web", "image": "img:2", "command": ["node", "s.js"]}
+        status, reply = await api.call("POST", "/api/v1/functions", json=body)
+        assert status == 201, reply
+        # When its page is opened, the image choice is made and its fields filled in
+        await page.goto(url(api, "#/f/web"))
+        await page.locator("#deploy-form").wait_for()
+        assert await page.locator("#runs-image").is_checked()
+        assert await page.get_by_label("command (words separated by spaces)").input_value() == (
+            "node s.js"
+        )
+        assert await page.get_by_label("handler (module:function)").is_hidden()
+        # And an update with one more word posts the command as a list
+        await page.get_by_label("command (words separated by spaces)").fill("node s.js --fast")
+        await page.locator("#update").click()
+        await page.locator("#deploy-issues li.muted").wait_for()
+        assert deployed_spec(kube, "web")["command"] == ["node", "s.js", "--fast"]
+
+
 async def test_the_text_mode_deploys_and_lists_the_errors(
     page: Page, valkey_url: str, tmp_path: Path
 ) -> None:

@@ -167,7 +167,7 @@ async function showFunction(name) {
     el("h2", {}, "Definition"),
     fn.origin === "file"
       ? el("div", {}, el("p", { class: "muted" }, "read-only: no cluster configured (edit the functions.yaml)"), el("pre", { id: "definition" }, JSON.stringify(fn.source, null, 2)))
-      : deployForm(name, fn.source));
+      : deployForm(name, fn.source, fn.spec));
   if (firstRoute) document.querySelector("#invoke-form input[name=path]").value = firstRoute.prefix;
   makeCharts(chartBox);
   await dead.refresh();

@@ -124,3 +124,14 @@ export function fieldFor(issuePath, paths) {
   }
   return best;
 }
+
+/** A function mapping from the resolved summary of GET /api/v1/functions/{name} (its
+ * `spec`), for a function whose own entry is not known (applied from another file). */
+export function fromSpec(name, spec) {
+  const out = { name, topic: spec.topic, channel: spec.channel, handler: spec.handler, image: spec.image, command: spec.command };
+  Object.assign(out, { concurrency: spec.concurrency, timeout_s: spec.timeout_s, retry: { max_attempts: spec.max_attempts } });
+  const { min, max, target } = spec.scaling || {};
+  out.scaling = { min, max, target };
+  out.routes = (spec.routes || []).map((r) => ({ path: r.prefix, methods: r.methods, async: r.async }));
+  return JSON.parse(JSON.stringify(out, (k, v) => (v === null ? undefined : v)));
+}

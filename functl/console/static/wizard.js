@@ -2,7 +2,7 @@
 // rest (the form wins where both set a field), or the whole function as one JSON/YAML text.
 // The API's 422 issues are shown next to their field; the ones of no field at the top.
 import { api, el } from "./common.js";
-import { FIELDS, fieldFor, merge, parseValue, split } from "./fields.js";
+import { FIELDS, fieldFor, fromSpec, merge, parseValue, split } from "./fields.js";
 
 // js-yaml comes from npm (make setup); without it the advanced part takes JSON only
 const yaml = await import("/vendor/js-yaml/dist/js-yaml.mjs").then((m) => m.default ?? m, () => null);
@@ -56,8 +56,9 @@ function wizardParts() {
   return { boxes, advanced, advancedBox };
 }
 
-/** The form that deploys (name null) or edits (name, source: the function's mapping) a function. */
-export function deployForm(name, source) {
+/** The form that deploys (name null) or edits a function: source is its mapping as deployed,
+ * spec its resolved summary (used when the mapping is not known). */
+export function deployForm(name, source, spec) {
   const issues = el("ul", { class: "issues", id: "deploy-issues", "aria-live": "polite" });
   const text = el("textarea", { name: "function", rows: 12, id: "deploy-text", "aria-label": "the function as JSON or YAML", spellcheck: "false" });
   const { boxes, advanced, advancedBox } = wizardParts();
@@ -182,6 +183,9 @@ export function deployForm(name, source) {
       name ? el("button", { type: "button", class: "danger", id: "delete", onclick: () => confirm(`Delete ${name}?`) && send("DELETE", self, false) }, "Delete") : null));
   form.querySelector("#mode-form").checked = true;
   text.hidden = true;
-  fill(source || {});
+  if (name && !source && spec) {
+    issues.append(el("li", { class: "muted" }, "filled in from the resolved settings (defaults included): the entry it was deployed from is not known"));
+    fill(fromSpec(name, spec));
+  } else fill(source || {});
   return form;
 }
