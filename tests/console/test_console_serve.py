@@ -75,10 +75,11 @@ def test_functl_serve_deploys_into_the_cluster_and_serves_the_dashboard(
     try:
         server.wait_http(f"{base}/api/v1/openapi.json")
         assert f"on {base}/" in server.output()
-        # The dashboard and its chart library are served, the API wants a key
+        # The dashboard and its libraries are served, the API wants a key
         status, page = call("GET", f"{base}/")
         assert status == 200 and "/static/app.js" in page
         assert call("GET", f"{base}/vendor/uplot/dist/uPlot.esm.js")[0] == 200
+        assert call("GET", f"{base}/vendor/js-yaml/dist/js-yaml.mjs")[0] == 200
         assert call("GET", f"{base}/api/v1/functions")[0] == 401
         # When a function is deployed through the API
         fn = {"name": "orders", "handler": "shop.orders:handle", "topic": "orders"}

@@ -1,4 +1,7 @@
 // The kubefuncs console: plain ES modules over the v1 API, no build step.
+import { api, el, fmt } from "./common.js";
+import { deployForm } from "./wizard.js";
+
 // uPlot comes from npm (make setup); without it the pages work and draw no charts
 const uPlot = await import("/vendor/uplot/dist/uPlot.esm.js").then((m) => m.default, () => null);
 
@@ -7,35 +10,6 @@ const view = document.getElementById("view");
 const statusLine = document.getElementById("status");
 let timer = null;
 let charts = [];
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== null && v !== undefined) node.setAttribute(k, v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function fmt(value, digits = 2) {
-  if (value === null || value === undefined) return "–";
-  return typeof value === "number" ? String(Number(value.toFixed(digits))) : String(value);
-}
-
-async function api(method, path, body, contentType = "application/json") {
-  const headers = {};
-  const key = localStorage.getItem("kf-api-key");
-  if (key) headers["X-Api-Key"] = key;
-  if (body !== undefined) headers["Content-Type"] = contentType;
-  const init = { method, headers };
-  if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
-  const response = await fetch(path, init);
-  const data = await response.json().catch(() => ({ error: "bad_reply", message: response.statusText }));
-  if (response.status === 401) document.getElementById("login").hidden = false;
-  if (!response.ok) throw Object.assign(new Error(data.message || response.statusText), { data, status: response.status });
-  return data;
-}
 
 document.getElementById("login").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -179,30 +153,6 @@ function deadLetters(name) {
   return { box, refresh };
 }
 
-function deployForm(name, source) {
-  const issues = el("ul", { class: "issues", id: "deploy-issues" });
-  const text = el("textarea", { name: "function", rows: 10, id: "deploy-text" });
-  text.value = source ? JSON.stringify(source, null, 2) : '{\n  "name": "",\n  "handler": "module:function",\n  "topic": ""\n}';
-  const send = async (method, path, body) => {
-    issues.replaceChildren();
-    try {
-      const r = await api(method, path, body, "application/yaml");
-      issues.append(el("li", { class: "muted" }, (r.changes || []).join(", ") || "done"));
-      if (method !== "PUT") location.hash = method === "DELETE" ? "#/" : `#/f/${encodeURIComponent(r.name)}`;
-    } catch (e) {
-      const found = (e.data && e.data.issues) || [];
-      if (!found.length) issues.append(el("li", {}, e.message));
-      for (const i of found) issues.append(el("li", { "data-path": i.path }, el("code", {}, i.path || "(file)"), `: ${i.problem}`, i.hint ? ` — fix: ${i.hint}` : ""));
-    }
-  };
-  return el("form", { class: "panel", id: "deploy-form", onsubmit: (e) => e.preventDefault() },
-    text, issues,
-    el("div", { class: "row" },
-      name ? el("button", { type: "button", id: "update", onclick: () => send("PUT", `/api/v1/functions/${encodeURIComponent(name)}`, text.value) }, "Update") : null,
-      name ? null : el("button", { type: "button", id: "deploy", onclick: () => send("POST", "/api/v1/functions", text.value) }, "Deploy"),
-      name ? el("button", { type: "button", class: "danger", id: "delete", onclick: () => confirm(`Delete ${name}?`) && send("DELETE", `/api/v1/functions/${encodeURIComponent(name)}`) }, "Delete") : null));
-}
-
 async function showFunction(name) {
   const fn = await api("GET", `/api/v1/functions/${encodeURIComponent(name)}`);
   const chartBox = el("div", { class: "charts" });
@@ -217,7 +167,7 @@ async function showFunction(name) {
     el("h2", {}, "Definition"),
     fn.origin === "file"
       ? el("div", {}, el("p", { class: "muted" }, "read-only: no cluster configured (edit the functions.yaml)"), el("pre", { id: "definition" }, JSON.stringify(fn.source, null, 2)))
-      : deployForm(name, fn.source));
+      : deployForm(name, fn.source, fn.spec));
   if (firstRoute) document.querySelector("#invoke-form input[name=path]").value = firstRoute.prefix;
   makeCharts(chartBox);
   await dead.refresh();
