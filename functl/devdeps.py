@@ -24,8 +24,10 @@ def cache_root(env: Mapping[str, str]) -> Path:
 
 
 def pip_python(env: Mapping[str, str]) -> str | None:
-    """An interpreter with pip: KF_PIP_PYTHON, this one, or python3 on PATH."""
-    for candidate in (env.get("KF_PIP_PYTHON"), sys.executable, shutil.which("python3")):
+    """An interpreter with pip: KF_PIP_PYTHON, this one, the one this venv was made from
+    (a uv venv has no pip), or python3 on PATH."""
+    base = getattr(sys, "_base_executable", None)
+    for candidate in (env.get("KF_PIP_PYTHON"), sys.executable, base, shutil.which("python3")):
         if candidate and _has_pip(candidate):
             return candidate
     return None

@@ -14,7 +14,8 @@ SETTINGS = ServeSettings(api_keys={"reader-key-123": ("viewer", "read")}, jwt_se
 
 
 def bearer(**claims: object) -> dict[str, str]:
-    token = sign_hs256({"exp": int(time.time()) + 60, **claims}, SECRET.encode())
+    # made when the tests are collected, which may be long before they run: a day's exp
+    token = sign_hs256({"exp": int(time.time()) + 86400, **claims}, SECRET.encode())
     return {"Authorization": f"Bearer {token}"}
 
 

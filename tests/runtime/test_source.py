@@ -75,7 +75,10 @@ def tiny_wheel(folder: Path, name: str, version: str, module: str) -> Path:
 
 def python_with_pip() -> str:
     """An interpreter that has pip, as the install image has (the test venv may not)."""
-    for candidate in (sys.executable, shutil.which("python3.11"), shutil.which("python3")):
+    # the venv's python has no pip (uv makes it without); the interpreter it was made from,
+    # and the system's, usually do
+    base = getattr(sys, "_base_executable", None)
+    for candidate in (sys.executable, base, shutil.which("python3"), "/usr/bin/python3"):
         if not candidate:
             continue
         probe = subprocess.run([candidate, "-m", "pip", "--version"], capture_output=True)
