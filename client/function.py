@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -62,6 +63,7 @@ class Function:
     non_retryable: tuple[type[BaseException], ...] = ()
     lifespan: Lifespan | None = None
     middleware: tuple[Middleware, ...] = ()
+    batched: bool = False  # a batch handler: (payloads, ctxs) -> results, see kubefuncs._batch
 
     @property
     def name(self) -> str:
@@ -77,7 +79,7 @@ class Function:
         return len(params) >= 2
 
     def with_settings(self, settings: Settings) -> Function:
-        return Function(self.handler, settings, self.non_retryable, self.lifespan, self.middleware)
+        return dataclasses.replace(self, settings=settings)
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
@@ -102,6 +104,8 @@ def function(
     non_retryable: tuple[type[BaseException], ...] = (),
     lifespan: Lifespan | None = None,
     middleware: Sequence[Middleware] = (),
+    batch: int | None = None,
+    batch_wait_s: float | None = None,
 ) -> Callable[[Handler], Function]:
     """Declare a function: ``@function("ping")`` over ``def pong(payload, ctx)``.
 
@@ -111,8 +115,13 @@ def function(
     process is ready only after it succeeded), its shutdown after the drain; what it puts
     in ``service.state`` handlers read as ``ctx.state``. ``middleware`` wraps every
     message's handling, the first outermost (see :mod:`kubefuncs.middleware`).
+    ``batch=N`` declares a batch handler, ``(payloads)`` or ``(payloads, ctxs)`` with up
+    to N messages per call, gathered for at most ``batch_wait_s`` (see
+    :mod:`kubefuncs._batch`); its middleware wraps each batch call.
     """
     wrappers = check(middleware)
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
 
     def wrap(handler: Handler) -> Function:
         fname = name or handler.__name__.replace("_", "-")
@@ -122,6 +131,8 @@ def function(
             "max_attempts": max_attempts,
             "backoff_s": backoff_s,
             "backoff_max_s": backoff_max_s,
+            "batch": batch,
+            "batch_wait_s": batch_wait_s,
         }
         settings = Settings(
             function_name=fname,
@@ -129,7 +140,9 @@ def function(
             channel=channel or "",
             **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
         )
-        return Function(handler, settings, non_retryable, lifespan, wrappers)
+        return Function(
+            handler, settings, non_retryable, lifespan, wrappers, batched=batch is not None
+        )
 
     return wrap
 
