@@ -54,3 +54,11 @@ async def _broken(service: Service) -> AsyncIterator[None]:
 @function("rt-lifespan", lifespan=_broken)
 async def broken_startup(payload: Any) -> None:
     raise AssertionError("never runs: startup failed")
+
+
+@function("rt-batch", batch=100, batch_wait_s=0.2)
+async def batched(payloads: list[dict[str, Any]], ctxs: list[Context]) -> list[Any]:
+    """A batch handler: answers each payload with its id, the batch size and the pid;
+    ``sleep_s`` of the first payload delays the whole batch."""
+    await asyncio.sleep(payloads[0].get("sleep_s", 0))
+    return [{"id": p["id"], "size": len(payloads), "pid": os.getpid()} for p in payloads]
