@@ -91,6 +91,8 @@ class Function:
     network: Network
     schedules: tuple[Schedule, ...]
     routes: tuple[Route, ...]
+    batch: int | None = None  # a batch handler's most messages per call (KF_BATCH)
+    batch_wait_s: float | None = None  # KF_BATCH_WAIT_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,8 @@ RESERVED_ENV = frozenset(
         "KF_HEALTH_ADDR",
         "KF_LOG_LEVEL",
         "KF_LOG_FORMAT",
+        "KF_BATCH",
+        "KF_BATCH_WAIT_S",
     }
 )
 
@@ -144,6 +146,8 @@ class Resolver:
             network=self.network(i, raw, s["network"]),
             schedules=self.schedules(i, raw.get("schedule")),
             routes=self.routes(i, raw.get("routes"), timeout_s),
+            batch=raw.get("batch"),
+            batch_wait_s=raw.get("batch_wait_s"),
         )
 
     def check_entrypoint(self, i: int, raw: Mapping[str, Any]) -> None:
