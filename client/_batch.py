@@ -99,8 +99,29 @@ async def _run(rt: Runtime, admitted: Admitted) -> None:
         await asyncio.gather(*(_guarded(rt, env, d, e) for env, d in admitted))
         return
     rt.metrics.took(time.perf_counter() - started)
-    outcomes = zip(admitted, results, strict=True)
-    await asyncio.gather(*(_guarded(rt, env, d, r) for (env, d), r in outcomes))
+    plain: list[Delivery] = []  # done, nobody waits for a reply: acked in one go
+    rest: list[Any] = []
+    for (env, d), result in zip(admitted, results, strict=True):
+        if env.reply_to or isinstance(result, Exception):
+            rest.append(_guarded(rt, env, d, result))
+        else:
+            plain.append(d)
+    if plain and not rest:
+        await _ack(rt, plain)
+        return
+    if plain:
+        rest.append(_ack(rt, plain))
+    await asyncio.gather(*rest)
+
+
+async def _ack(rt: Runtime, deliveries: list[Delivery]) -> None:
+    try:
+        await rt.transport.ack_many(deliveries)
+    except TransportError as e:  # could not settle: the bus redelivers them later
+        log.warning("could not settle %d message(s): %s", len(deliveries), e)
+        return
+    for _ in deliveries:
+        rt.metrics.handled("ok")
 
 
 async def _invoke(rt: Runtime, admitted: Admitted) -> list[Any]:
