@@ -423,7 +423,10 @@ def measure_drain_faststream(args: argparse.Namespace, batch: int = 0) -> dict[s
             pipe.execute()
     pipe.execute()
     command = [str(python), peer, "consume", args.url, RAW_STREAM, RAW_GROUP]
-    proc = subprocess.Popen([*command, *([str(batch)] if batch else [])], stderr=subprocess.DEVNULL)
+    extra = [str(batch)] if batch else []
+    proc = subprocess.Popen(
+        [*command, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         return {"per_s": drain_rate(args.url, RAW_STREAM, RAW_GROUP, args.events)}
     finally:

@@ -127,11 +127,11 @@ async def _ack(rt: Runtime, deliveries: list[Delivery]) -> None:
 async def _invoke(rt: Runtime, admitted: Admitted) -> list[Any]:
     payloads = [env.payload for env, _ in admitted]
     held = [d for _, d in admitted]
-    ctxs = [_context(rt, env, d) for env, d in admitted]
     handler = rt._handler
     if rt._chain is not None:
-        call = rt._chain(payloads, ctxs)  # type: ignore[arg-type]
-    else:
+        call = rt._chain(payloads, [_context(rt, env, d) for env, d in admitted])  # type: ignore[arg-type]
+    else:  # contexts only for a handler that takes them (a logger adapter each)
+        ctxs = [_context(rt, env, d) for env, d in admitted] if rt._wants_context else []
         args = (payloads, ctxs) if rt._wants_context else (payloads,)
         call = handler(*args) if rt._is_async else asyncio.to_thread(handler, *args)
     results = await rt._limited(call, held)
