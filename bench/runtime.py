@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 from _servers import bus_url, free_port, valkey  # bench/ is the script directory, so on sys.path
-from kubefuncs import function
 
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable
@@ -63,12 +62,6 @@ TARGET_SEQ = 0.8
 
 async def noop(payload: Any) -> None:
     """The benchmarked function: does nothing."""
-
-
-@function(batch=100, batch_wait_s=0.005)
-async def noop_batch(payloads: list[Any]) -> list[None]:
-    """The benchmarked batch handler (``--batch`` messages per call): does nothing."""
-    return [None] * len(payloads)
 
 
 # -- child processes: print "ready", wait for "go" on stdin, run, print one JSON line ------
@@ -381,7 +374,7 @@ def measure_drain_batch(args: argparse.Namespace) -> dict[str, Any]:
         args.url,
         args.batch_concurrency,
         free_port(),
-        "runtime:noop_batch",
+        "batchfn:noop_batch",
         KF_BATCH=str(args.batch),
         read_count=str(args.batch),
     )

@@ -372,14 +372,28 @@ class Runtime:
                 state=self.state,
             )
             args = (env.payload, ctx)
-        if self._chain is not None:
-            return await self._limited(self._chain(env.payload, ctx), delivery)
-        if self._is_async:
-            return await self._limited(self._handler(*args), delivery)
-        return await self._limited(asyncio.to_thread(self._handler, *args), delivery)
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        self._running.start(task, delivery)
+        try:  # as _limited, inline: one coroutine less per message (A/B 0.89x with it)
+            if self._chain is not None:
+                return await self._chain(env.payload, ctx)
+            if self._is_async:
+                return await self._handler(*args)
+            return await asyncio.to_thread(self._handler, *args)
+        except asyncio.CancelledError:
+            # as asyncio.timeout: our own cancel becomes TimeoutError, anyone else's stays
+            if self._running.finish(task) and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            if self._running.finish(task):  # time ran out, but the handler ignored it
+                task.uncancel()
 
-    async def _limited(self, call: Awaitable[Any], held: Delivery | Sequence[Delivery]) -> Any:
-        """Await ``call`` under the per-handler time limit, ``held`` kept alive meanwhile."""
+    async def _limited(self, call: Awaitable[Any], held: Sequence[Delivery]) -> Any:
+        """Await ``call`` under the per-handler time limit, ``held`` kept alive meanwhile
+        (a batch's call; :meth:`_invoke` does the same inline for one message)."""
         task = asyncio.current_task()
         assert task is not None
         cancelling = task.cancelling()
