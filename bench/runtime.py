@@ -269,10 +269,14 @@ def fill(url: str, stream: str, n: int, body: bytes) -> None:
     pipe.execute()
 
 
-def start_function(url: str, concurrency: int, health_port: int) -> subprocess.Popen[bytes]:
+def start_function(
+    url: str, concurrency: int, health_port: int, target: str = "runtime:noop", **more: str
+) -> subprocess.Popen[bytes]:
+    options = {"read_count": more.pop("read_count")} if "read_count" in more else {}
     env = {
         **os.environ,
-        "KF_BUS_URL": bus_url(url),
+        **more,
+        "KF_BUS_URL": bus_url(url, **options),
         "KF_TOPIC": TOPIC,
         "KF_FUNCTION_NAME": FUNCTION,
         "KF_CONCURRENCY": str(concurrency),
@@ -280,7 +284,7 @@ def start_function(url: str, concurrency: int, health_port: int) -> subprocess.P
         "KF_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
-        [PY, "-m", "kubefuncs", "runtime:noop"], cwd=BENCH, env=env, stderr=subprocess.DEVNULL
+        [PY, "-m", "kubefuncs", target], cwd=BENCH, env=env, stderr=subprocess.DEVNULL
     )
 
 
@@ -358,6 +362,68 @@ def measure_drain_runtime(args: argparse.Namespace) -> dict[str, Any]:
         return {"per_s": drain_rate(args.url, STREAM, FUNCTION, args.events)}
     finally:
         stop(fn)
+
+
+def measure_drain_batch(args: argparse.Namespace) -> dict[str, Any]:
+    """The batch handler draining a full stream: ``--batch`` per call, as many per read."""
+    from kubefuncs import wire
+
+    sync_redis(args.url).flushall()
+    fill(args.url, STREAM, args.events, wire.encode(wire.make(TOPIC, PAYLOAD)))
+    fn = start_function(
+        args.url,
+        args.batch_concurrency,
+        free_port(),
+        "batchfn:noop_batch",
+        KF_BATCH=str(args.batch),
+        read_count=str(args.batch),
+    )
+    try:
+        return {"per_s": drain_rate(args.url, STREAM, FUNCTION, args.events)}
+    finally:
+        stop(fn)
+
+
+PEERS = BENCH / "results" / "peers-venv"  # FastStream and py-spy, never the project's lock
+PEER_PACKAGES = ("faststream[redis]==0.7.8", "hiredis", "py-spy==0.4.3")
+
+
+def peers_python() -> Path:
+    """The bench-only environment's python, created on first use (``uv`` or venv + pip)."""
+    python = PEERS / "bin" / "python"
+    if not python.exists():
+        if shutil.which("uv"):
+            subprocess.run(["uv", "venv", "-q", "--python", PY, str(PEERS)], check=True)
+            install = ["uv", "pip", "install", "-q", "--python", str(python)]
+        else:
+            subprocess.run([PY, "-m", "venv", str(PEERS)], check=True)
+            install = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*install, *PEER_PACKAGES], check=True)
+    return python
+
+
+def measure_drain_faststream(args: argparse.Namespace, batch: int = 0) -> dict[str, Any]:
+    """FastStream's stream subscriber draining N entries in its own message format."""
+    python = peers_python()
+    peer = str(BENCH / "peer_faststream.py")
+    body = bytes.fromhex(subprocess.check_output([str(python), peer, "encode"], text=True))
+    r = sync_redis(args.url)
+    r.flushall()
+    pipe = r.pipeline(transaction=False)
+    for i in range(args.events):
+        pipe.xadd(RAW_STREAM, {"__data__": body})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    command = [str(python), peer, "consume", args.url, RAW_STREAM, RAW_GROUP]
+    extra = [str(batch)] if batch else []
+    proc = subprocess.Popen(
+        [*command, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        return {"per_s": drain_rate(args.url, RAW_STREAM, RAW_GROUP, args.events)}
+    finally:
+        stop(proc)
 
 
 def profile_drain(args: argparse.Namespace, out: Path) -> None:
@@ -463,12 +529,18 @@ ROWS = [
     ("raw", "per_s", "raw: XADD + XREADGROUP/XACK"),
     ("drain_runtime", "per_s", "drain, function alone"),
     ("drain_raw", "per_s", "drain, raw XREADGROUP/XACK"),
+    ("drain_batch", "per_s", "drain, batch handler"),
+    ("drain_faststream", "per_s", "drain, FastStream per message"),
+    ("drain_faststream_batch", "per_s", "drain, FastStream batch"),
     ("seq", "publish_per_s", "sequential client.publish()"),
     ("seq", "raw_per_s", "sequential raw XADD"),
 ]
 RATIOS = [
     ("runtime / raw", ("runtime", "per_s"), ("raw", "per_s"), TARGET_RUNTIME),
     ("drain runtime / raw", ("drain_runtime", "per_s"), ("drain_raw", "per_s"), None),
+    ("drain batch / raw", ("drain_batch", "per_s"), ("drain_raw", "per_s"), None),
+    ("runtime / FastStream", ("drain_runtime", "per_s"), ("drain_faststream", "per_s"), None),
+    ("batch / FS batch", ("drain_batch", "per_s"), ("drain_faststream_batch", "per_s"), None),
     ("publish / raw XADD", ("seq", "publish_per_s"), ("seq", "raw_per_s"), TARGET_SEQ),
 ]
 MEASURES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -477,7 +549,11 @@ MEASURES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "drain_raw": lambda a: measure_drain_raw(a),
     "drain_runtime": lambda a: measure_drain_runtime(a),
     "seq": lambda a: measure_seq(a),
+    "drain_batch": lambda a: measure_drain_batch(a),
+    "drain_faststream": lambda a: measure_drain_faststream(a),
+    "drain_faststream_batch": lambda a: measure_drain_faststream(a, a.batch),
 }
+DEFAULT_SET = ("raw", "runtime", "drain_raw", "drain_runtime", "drain_batch", "seq")
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
@@ -549,7 +625,9 @@ def print_profile(p: dict[str, Any]) -> None:
 
 
 def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    names = args.only.split(",") if args.only else list(MEASURES)
+    names = args.only.split(",") if args.only else list(DEFAULT_SET)
+    if args.peers and not args.only:
+        names += ["drain_faststream", "drain_faststream_batch"]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for i in range(args.repeats):  # interleaved, so a noisy neighbour hits all alike
         for name in names:
@@ -596,6 +674,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--publish-concurrency", type=int, default=50, help="publishing tasks")
     p.add_argument("--concurrency", type=int, default=100, help="KF_CONCURRENCY")
+    p.add_argument("--batch", type=int, default=100, help="KF_BATCH of the batch handler")
+    p.add_argument(
+        "--batch-concurrency", type=int, default=4, help="KF_CONCURRENCY of the batch handler"
+    )
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="also FastStream's subscriber, from a bench-only venv in bench/results/",
+    )
     p.add_argument(
         "--profile",
         nargs="?",

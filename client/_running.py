@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from .transport import Delivery
@@ -17,11 +18,12 @@ class Running:
 
     def __init__(self, limit_s: float) -> None:
         self.limit_s = limit_s
-        self.handlers: dict[asyncio.Task[Any], tuple[Delivery, float]] = {}
+        # what each handler holds: one delivery, or a batch's
+        self.handlers: dict[asyncio.Task[Any], tuple[Delivery | Sequence[Delivery], float]] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    def start(self, task: asyncio.Task[Any], delivery: Delivery) -> None:
+    def start(self, task: asyncio.Task[Any], delivery: Delivery | Sequence[Delivery]) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self.handlers[task] = (delivery, now)
@@ -52,7 +54,11 @@ class Running:
 
     def older_than(self, age_s: float) -> list[Delivery]:
         now = asyncio.get_running_loop().time()
-        return [d for d, started in self.handlers.values() if now - started >= age_s]
+        old: list[Delivery] = []
+        for held, started in self.handlers.values():
+            if now - started >= age_s:
+                old.extend((held,) if isinstance(held, Delivery) else held)
+        return old
 
     def close(self) -> None:
         if self._timer is not None:

@@ -66,6 +66,7 @@ class Function:
     middleware: tuple[Middleware, ...] = ()
     # functions.yaml fields declared in code (client/declare.py); functl reads them
     declarations: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    batched: bool = False  # a batch handler: (payloads, ctxs) -> results, see kubefuncs._batch
 
     @property
     def name(self) -> str:
@@ -106,6 +107,8 @@ def function(
     non_retryable: tuple[type[BaseException], ...] = (),
     lifespan: Lifespan | None = None,
     middleware: Sequence[Middleware] = (),
+    batch: int | None = None,
+    batch_wait_s: float | None = None,
     **declarations: Any,
 ) -> Callable[[Handler], Function]:
     """Declare a function: ``@function("ping")`` over ``def pong(payload, ctx)``.
@@ -121,9 +124,17 @@ def function(
     ``scaling=``, ``resources=``, ``schedule=``, ``retry=``, ...; see
     :mod:`kubefuncs.declare`), checked against the functions.yaml schema here; functl
     deploys with them, and a functions.yaml entry overrides them field by field.
+    ``batch=N`` declares a batch handler, ``(payloads)`` or ``(payloads, ctxs)`` with up
+    to N messages per call, gathered for at most ``batch_wait_s`` (see
+    :mod:`kubefuncs._batch`); its middleware wraps each batch call.
     """
     wrappers = check(middleware)
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
     given = declare.options(concurrency, timeout_s, max_attempts, backoff_s, backoff_max_s)
+    given.update(
+        {k: v for k, v in (("batch", batch), ("batch_wait_s", batch_wait_s)) if v is not None}
+    )
 
     def wrap(handler: Handler) -> Function:
         fname = name or handler.__name__.replace("_", "-")
@@ -133,6 +144,8 @@ def function(
             "max_attempts": max_attempts,
             "backoff_s": backoff_s,
             "backoff_max_s": backoff_max_s,
+            "batch": batch,
+            "batch_wait_s": batch_wait_s,
         }
         settings = Settings(
             function_name=fname,
@@ -142,7 +155,15 @@ def function(
         )
         # only the free-form declarations need the schema (and jsonschema's import time)
         declared = declare.merge(given, declare.check(declarations, f"{fname!r}"))
-        return Function(handler, settings, non_retryable, lifespan, wrappers, declared)
+        return Function(
+            handler,
+            settings,
+            non_retryable,
+            lifespan,
+            wrappers,
+            declared,
+            batched=batch is not None,
+        )
 
     return wrap
 

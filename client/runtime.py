@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from . import lifespan, tracing, wire
+from ._batch import Batcher, handle_batch
 from ._running import Running
 from .client import Client
 from .errors import (
+    ConfigError,
     DecodeError,
     LifespanFailed,
     LoopFailed,
@@ -62,6 +65,7 @@ class Runtime:
         self._is_async = fn.is_async
         self._wants_context = fn.wants_context
         self._chain = chain(fn.middleware, self._call_handler) if fn.middleware else None
+        self._batcher = self._make_batcher(fn)
         self._tracer = tracing.current()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = Running(self.settings.timeout_s)
@@ -72,6 +76,17 @@ class Runtime:
         self.failure: BaseException | None = None  # why the consume loop died, if it did
         self.service = Service(fn.name, s, self.client, logging.getLogger(f"kubefuncs.{fn.name}"))
         self.state = self.service.state  # what handlers see as ctx.state
+
+    def _make_batcher(self, fn: Function) -> Batcher | None:
+        s = fn.settings
+        if not fn.batched:
+            if s.batch:
+                raise ConfigError(
+                    "KF_BATCH", f"is set, but {fn.name} is not a batch handler: declare "
+                    "@function(..., batch=N) with a handler of (payloads, ctxs)"
+                )  # fmt: skip
+            return None
+        return Batcher(max(s.batch, 1), s.batch_wait_s, self._dispatch)
 
     @property
     def ready(self) -> bool:
@@ -111,7 +126,8 @@ class Runtime:
 
     async def _serve(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
-        sub = await self.transport.subscribe(s.topic, s.channel_name, max_in_flight=s.concurrency)
+        in_flight = s.concurrency * (s.batch if self._batcher is not None else 1)
+        sub = await self.transport.subscribe(s.topic, s.channel_name, max_in_flight=in_flight)
         self.consuming = True
         self.serving.set()
         self.metrics.cold_start.set(time.monotonic() - self.started_at)
@@ -134,6 +150,8 @@ class Runtime:
             self.consuming = False
             await sub.close()
             background[0].cancel()
+            if self._batcher is not None:  # what was gathered is handled with the rest
+                self._batcher.flush()
             await self._drain()  # touching and housekeeping go on while in-flight work ends
             self._finished = True
             for task in background[1:]:
@@ -181,10 +199,19 @@ class Runtime:
         return False
 
     async def _consume(self, sub: Subscription) -> None:
+        if self._batcher is not None:
+            async for delivery in sub:
+                self._batcher.add(delivery)
+            return
         async for delivery in sub:
             task = asyncio.create_task(self.handle(delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _dispatch(self, deliveries: list[Delivery]) -> None:
+        task = asyncio.create_task(handle_batch(self, deliveries))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _maintain(self) -> None:
         while not self._finished:
@@ -248,27 +275,8 @@ class Runtime:
                 await delivery.retry(backoff_delay_s(self.policy, delivery.attempt))
 
     async def _handle(self, delivery: Delivery) -> None:
-        m = self.metrics
-        try:
-            if delivery.malformed:
-                raise DecodeError(f"entry: {delivery.malformed}")
-            env = wire.decode(delivery.body)
-        except DecodeError as e:
-            log.warning(
-                "malformed message dead-lettered: %s", e, extra={"attempt": delivery.attempt}
-            )
-            m.handled("malformed")
-            m.dead_letters.inc()
-            await delivery.dead_letter(f"malformed: {e}")
-            return
-        if env.expired():
-            log.info("skipped: past its deadline", extra=self._extra(env, delivery))
-            m.handled("expired")
-            await delivery.ack()
-            return
-        if env.kind not in wire.SERVED_KINDS:
-            error = UnsupportedKind(f"a function does not serve {env.kind} messages")
-            await self._failed(delivery, env, error)
+        env = await self._admit(delivery)
+        if env is None:
             return
         if self._tracer is None:
             await self._process(env, delivery)
@@ -286,13 +294,40 @@ class Runtime:
         with span:
             await self._process(env, delivery)
 
+    async def _admit(self, delivery: Delivery) -> wire.Envelope | None:
+        """The envelope of a delivery the handler should see; None when it was settled
+        here instead (malformed: dead-lettered; past its deadline: skipped; a kind a
+        function does not serve: failed)."""
+        m = self.metrics
+        try:
+            if delivery.malformed:
+                raise DecodeError(f"entry: {delivery.malformed}")
+            env = wire.decode(delivery.body)
+        except DecodeError as e:
+            log.warning(
+                "malformed message dead-lettered: %s", e, extra={"attempt": delivery.attempt}
+            )
+            m.handled("malformed")
+            m.dead_letters.inc()
+            await delivery.dead_letter(f"malformed: {e}")
+            return None
+        if env.expired():
+            log.info("skipped: past its deadline", extra=self._extra(env, delivery))
+            m.handled("expired")
+            await delivery.ack()
+            return None
+        if env.kind not in wire.SERVED_KINDS:
+            error = UnsupportedKind(f"a function does not serve {env.kind} messages")
+            await self._failed(delivery, env, error)
+            return None
+        return env
+
     async def _process(self, env: wire.Envelope, delivery: Delivery) -> None:
         """Run a served message's handler, reply, settle."""
         m = self.metrics
         started = time.perf_counter()
         try:
             result = await self._invoke(env, delivery)
-            reply = reply_body(env, result) if env.reply_to else None
         except asyncio.CancelledError:
             await delivery.retry(0)  # shutting down past the grace period: hand it back
             raise
@@ -301,6 +336,15 @@ class Runtime:
             await self._failed(delivery, env, e)
             return
         m.took(time.perf_counter() - started)
+        await self._settle(env, delivery, result)
+
+    async def _settle(self, env: wire.Envelope, delivery: Delivery, result: Any) -> None:
+        """Reply with a handler's result (when a caller waits) and ack."""
+        try:
+            reply = reply_body(env, result) if env.reply_to else None
+        except Exception as e:  # a result that cannot be encoded fails the message
+            await self._failed(delivery, env, e)
+            return
         if reply is None:
             await delivery.ack()
         else:  # the reply is on the bus before (or as) the message is acked
@@ -315,7 +359,7 @@ class Runtime:
                 await self._reply_error(env, e)
                 await self._dead_letter(delivery, f"Undeliverable: {e}")
                 return
-        m.handled("ok")
+        self.metrics.handled("ok")
 
     async def _invoke(self, env: wire.Envelope, delivery: Delivery) -> Any:
         args: tuple[Any, ...] = (env.payload,)
@@ -333,12 +377,30 @@ class Runtime:
         assert task is not None
         cancelling = task.cancelling()
         self._running.start(task, delivery)
-        try:
+        try:  # as _limited, inline: one coroutine less per message (A/B 0.89x with it)
             if self._chain is not None:
                 return await self._chain(env.payload, ctx)
             if self._is_async:
                 return await self._handler(*args)
             return await asyncio.to_thread(self._handler, *args)
+        except asyncio.CancelledError:
+            # as asyncio.timeout: our own cancel becomes TimeoutError, anyone else's stays
+            if self._running.finish(task) and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            if self._running.finish(task):  # time ran out, but the handler ignored it
+                task.uncancel()
+
+    async def _limited(self, call: Awaitable[Any], held: Sequence[Delivery]) -> Any:
+        """Await ``call`` under the per-handler time limit, ``held`` kept alive meanwhile
+        (a batch's call; :meth:`_invoke` does the same inline for one message)."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        self._running.start(task, held)
+        try:
+            return await call
         except asyncio.CancelledError:
             # as asyncio.timeout: our own cancel becomes TimeoutError, anyone else's stays
             if self._running.finish(task) and task.uncancel() <= cancelling:

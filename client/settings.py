@@ -33,6 +33,8 @@ class Settings:
     log_format: str = "json"
     startup_timeout_s: float = 60.0
     shutdown_timeout_s: float = 10.0
+    batch: int = 0  # a batch handler's most messages per call (0: not a batch handler)
+    batch_wait_s: float = 0.01  # how long a batch waits for more after its first message
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], defaults: Settings | None = None) -> Settings:
@@ -73,6 +75,8 @@ ENV_NAMES = {
     "log_format": "KF_LOG_FORMAT",
     "startup_timeout_s": "KF_STARTUP_TIMEOUT_S",
     "shutdown_timeout_s": "KF_SHUTDOWN_TIMEOUT_S",
+    "batch": "KF_BATCH",
+    "batch_wait_s": "KF_BATCH_WAIT_S",
 }
 
 
@@ -90,4 +94,6 @@ _PARSERS: dict[str, envparse.Parser] = {
     "log_format": envparse.LOG_FORMAT,
     "startup_timeout_s": envparse.number(float, 0.001, "a number of seconds"),
     "shutdown_timeout_s": envparse.number(float, 0, "a number of seconds"),
+    "batch": envparse.number(int, 1, "an integer"),
+    "batch_wait_s": envparse.number(float, 0, "a number of seconds"),
 }

@@ -105,6 +105,8 @@ class Function:
     routes: tuple[Route, ...]
     source: Source | None = None
     expires_at: str | None = None  # RFC 3339 UTC (ttl: resolved at render), functl gc's cue
+    batch: int | None = None  # a batch handler's most messages per call (KF_BATCH)
+    batch_wait_s: float | None = None  # KF_BATCH_WAIT_S
 
 
 @dataclass(frozen=True, slots=True)

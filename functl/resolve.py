@@ -59,6 +59,8 @@ RESERVED_ENV = frozenset(
         "KF_LOG_FORMAT",
         "KF_SOURCE_DIR",
         "KF_DEPS_DIR",
+        "KF_BATCH",
+        "KF_BATCH_WAIT_S",
     }
 )
 
@@ -148,6 +150,8 @@ class Resolver:
             routes=self.routes(i, raw.get("routes"), timeout_s),
             source=resolve_source.resolve(self.file, i, raw, self.defaults, self.issue),
             expires_at=expiry.resolve(i, raw, self.issue),
+            batch=raw.get("batch"),
+            batch_wait_s=raw.get("batch_wait_s"),
         )
 
     def check_entrypoint(self, i: int, raw: Mapping[str, Any]) -> None:

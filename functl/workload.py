@@ -155,6 +155,10 @@ def runtime_env(spec: Spec, fn: Function) -> list[Obj]:
         "KF_LOG_LEVEL": fn.log_level,
         "KF_LOG_FORMAT": fn.log_format,
     }
+    if fn.batch is not None:  # only a batch handler reads them (and refuses KF_BATCH else)
+        values["KF_BATCH"] = str(fn.batch)
+    if fn.batch_wait_s is not None:
+        values["KF_BATCH_WAIT_S"] = number(fn.batch_wait_s)
     return env + [{"name": k, "value": v} for k, v in values.items()]
 
 

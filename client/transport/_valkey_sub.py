@@ -140,6 +140,14 @@ class ValkeyDelivery(Delivery):
                 break
         self._release()
 
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    def release(self) -> None:
+        """Count as settled by a command that acked it with others (ack_many)."""
+        self._release()
+
     def _release(self) -> None:
         if not self._settled:
             self._settled = True

@@ -161,6 +161,14 @@ class Transport(abc.ABC):
         await self.send_reply(address, body)
         await delivery.ack()
 
+    async def ack_many(self, deliveries: list[Delivery]) -> None:
+        """Ack several deliveries (a batch handler's); backends that can ack them in one
+        command (Valkey) override this. TransportError when some could not be acked."""
+        results = await asyncio.gather(*(d.ack() for d in deliveries), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     @abc.abstractmethod
     async def stats(self, topic: str, channel: str) -> ChannelStats: ...
 

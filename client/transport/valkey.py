@@ -323,6 +323,28 @@ class ValkeyTransport(Transport):
         if refused and delivery.entry_id in refused:  # one result for the whole batch
             raise _wrong_type(address)
 
+    async def ack_many(self, deliveries: list[Delivery]) -> None:
+        ours = [d for d in deliveries if isinstance(d, ValkeyDelivery) and not d.settled]
+        others = [d for d in deliveries if not isinstance(d, ValkeyDelivery)]
+        if others:
+            await super().ack_many(others)
+        if not ours:
+            return
+        by_stream: dict[str, list[bytes]] = {}
+        for d in ours:
+            by_stream.setdefault(d.stream, []).append(d.entry_id)
+        group = ours[0].group  # one subscription, one channel
+
+        async def ack() -> None:  # one XACK per stream, merged with concurrent acks
+            for stream, ids in by_stream.items():
+                await self._checked(self.coalescer.merged(("XACK", stream, group), *ids))
+
+        try:  # retried through a bus outage as any settlement, then all are settled
+            await ours[0].settle_with(ack)
+        finally:
+            for d in ours:
+                d.release()
+
     def _check_inbox(self, address: str) -> None:
         if not address.startswith(self.keys.reply_prefix):
             raise Undeliverable(f"reply address {address!r} is not a reply inbox of this bus")

@@ -55,6 +55,8 @@ function settingsFromEnv(env) {
     startupTimeoutMs: 1000 * number(env, 'KF_STARTUP_TIMEOUT_S', 60, 0.001),
     shutdownTimeoutMs: 1000 * number(env, 'KF_SHUTDOWN_TIMEOUT_S', 10, 0),
     healthAddr: env.KF_HEALTH_ADDR ?? '0.0.0.0:8081',
+    batch: number(env, 'KF_BATCH', 0, 1, true), // 0: the `batch` option of the Runtime decides
+    batchWaitMs: 1000 * number(env, 'KF_BATCH_WAIT_S', 0.01, 0),
   };
 }
 
@@ -117,8 +119,20 @@ class LifespanFailed extends Error {
   }
 }
 
+// A batch handler, `new Runtime(settings, handler, { batch: 100 })`, is
+// `async (payloads, ctxs) => results`, as in the Python runtime (client/_batch.py): up to
+// `batch` messages (KF_BATCH overrides it) gathered for at most KF_BATCH_WAIT_S; malformed,
+// expired and unserved ones are settled before the batch forms; it returns one result per
+// payload (an Error instance fails that message alone) or throws to fail them all, each by
+// its own attempt count; KF_TIMEOUT_S covers the call; KF_CONCURRENCY counts batches.
 class Runtime {
-  constructor(settings, handler, { lifespan = null, bus = null } = {}) {
+  constructor(settings, handler, { lifespan = null, bus = null, batch = 0 } = {}) {
+    if (settings.batch && !batch) {
+      throw new Error('KF_BATCH is set, but the handler is not a batch handler: pass { batch: N } to the Runtime');
+    }
+    this.batchSize = batch ? settings.batch || batch : 0;
+    this.open = []; // the batch being gathered
+    this.batchTimer = null;
     this.s = settings;
     this.handler = handler;
     this.lifespan = lifespan;
@@ -126,7 +140,7 @@ class Runtime {
     this.cleanup = null; // what the lifespan returned: its shutdown
     this.exitCode = 0;
     this.bus = bus || openBus(settings);
-    this.free = settings.concurrency;
+    this.free = settings.concurrency * (this.batchSize || 1); // messages taken at once
     this.wakeUp = null; // resolves when a slot frees up
     this.inFlight = new Set();
     this.stopping = false;
@@ -175,7 +189,10 @@ class Runtime {
       if (this.free === 0) await new Promise((resolve) => { this.wakeUp = resolve; });
       if (this.stopping) break;
       try {
-        for (const m of await this.bus.fetch(this.free)) this.start(m);
+        for (const m of await this.bus.fetch(this.free)) {
+          if (this.batchSize) this.collect(m);
+          else this.start(m);
+        }
         failures = 0;
       } catch (e) {
         if (this.stopping) break;
@@ -188,11 +205,15 @@ class Runtime {
 
   start(m) {
     this.free -= 1;
-    const task = this.process(m)
+    this.track(this.process(m), 1);
+  }
+
+  track(work, messages) {
+    const task = work
       .catch((e) => log('error', `could not settle; the bus redelivers it: ${e.message}`))
       .finally(() => {
         this.inFlight.delete(task);
-        this.free += 1;
+        this.free += messages;
         const wakeUp = this.wakeUp;
         this.wakeUp = null;
         if (wakeUp) wakeUp();
@@ -200,23 +221,115 @@ class Runtime {
     this.inFlight.add(task);
   }
 
+  // A message joins the open batch; the batch goes when full or batchWaitMs after its first.
+  collect(m) {
+    this.free -= 1;
+    this.open.push(m);
+    if (this.open.length >= this.batchSize) this.flush();
+    else if (!this.batchTimer) this.batchTimer = setTimeout(() => this.flush(), this.s.batchWaitMs);
+  }
+
+  flush() {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = null;
+    if (this.open.length === 0) return;
+    const ms = this.open;
+    this.open = [];
+    this.track(this.processBatch(ms), ms.length);
+  }
+
+  async processBatch(ms) {
+    const admitted = [];
+    for (const m of ms) {
+      try {
+        const env = await this.admit(m);
+        if (env) admitted.push([m, env]);
+      } catch (e) {
+        log('error', `could not settle; the bus redelivers it: ${e.message}`);
+      }
+    }
+    if (admitted.length === 0) return;
+    let results;
+    try {
+      results = await this.invokeBatch(admitted);
+    } catch (err) {
+      await this.settleAll(admitted, () => err);
+      return;
+    }
+    await this.settleAll(admitted, (i) => results[i]);
+  }
+
+  // Settle each message by its outcome (a result, or the Error that fails it), concurrently.
+  settleAll(admitted, outcome) {
+    return Promise.all(admitted.map(async ([m, env], i) => {
+      const extra = { message_id: env.id, attempt: m.attempt };
+      const result = outcome(i);
+      try {
+        if (result instanceof Error) await this.failed(m, env, result, extra);
+        else await this.settle(m, env, result, extra);
+      } catch (e) {
+        log('error', `could not settle; the bus redelivers it: ${e.message}`, extra);
+      }
+    }));
+  }
+
+  async invokeBatch(admitted) {
+    const ctxs = admitted.map(([m, env]) => this.context(env, m));
+    const touch = setInterval(() => {
+      for (const [m] of admitted) this.bus.touch(m).catch(() => {});
+    }, this.bus.visibilityMs / 3);
+    try {
+      const results = await withTimeout(this.handler(admitted.map(([, env]) => env.payload), ctxs),
+        this.s.timeoutMs, `took longer than ${this.s.timeoutMs / 1000}s`);
+      if (!Array.isArray(results) || results.length !== admitted.length) {
+        throw new TypeError(`a batch handler must return an array of ${admitted.length} results ` +
+          '(one per payload, an Error to fail one)');
+      }
+      return results;
+    } finally {
+      clearInterval(touch);
+    }
+  }
+
+  context(env, m) {
+    return { id: env.id, kind: env.kind, attempt: m.attempt, headers: env.headers, state: this.state };
+  }
+
   // One message: decode, skip if expired, run, reply, then ack (reply first: at-least-once).
   async process(m) {
+    const env = await this.admit(m);
+    if (!env) return undefined;
+    const extra = { message_id: env.id, attempt: m.attempt };
+    let result;
+    try {
+      result = await this.invoke(env, m);
+    } catch (err) {
+      return this.failed(m, env, err, extra);
+    }
+    return this.settle(m, env, result, extra);
+  }
+
+  // The envelope of a message the handler should see; null when it was settled here
+  // (malformed: dead-lettered; past its deadline: skipped; an unserved kind: dead-lettered).
+  async admit(m) {
     if (m.malformed) {
       log('warn', `malformed entry dead-lettered: ${m.malformed}`, { attempt: m.attempt });
-      return this.bus.deadLetter(m, `malformed entry: ${m.malformed}`);
+      await this.bus.deadLetter(m, `malformed entry: ${m.malformed}`);
+      return null;
     }
     let env;
     try {
       env = wire.decode(m.body);
     } catch (e) {
       log('warn', `malformed message dead-lettered: ${e.message}`, { attempt: m.attempt });
-      return this.bus.deadLetter(m, `malformed: ${e.message}`);
+      await this.bus.deadLetter(m, `malformed: ${e.message}`);
+      return null;
     }
     const extra = { message_id: env.id, attempt: m.attempt };
     if (wire.expired(env)) {
       log('info', 'skipped: past its deadline', extra);
-      return this.bus.ack(m);
+      await this.bus.ack(m);
+      return null;
     }
     if (!SERVED_KINDS.has(env.kind)) {
       // never run: answer a waiting caller, then keep it as a dead letter
@@ -224,10 +337,15 @@ class Runtime {
         { name: 'UnsupportedKind' });
       log('warn', `unsupported kind dead-lettered: ${env.kind}`, extra);
       if (env.reply_to) await this.replyError(env, err);
-      return this.bus.deadLetter(m, `UnsupportedKind: ${err.message}`);
+      await this.bus.deadLetter(m, `UnsupportedKind: ${err.message}`);
+      return null;
     }
+    return env;
+  }
+
+  // Reply with a handler's result (when a caller waits), then ack.
+  async settle(m, env, result, extra) {
     try {
-      const result = await this.invoke(env, m);
       if (env.reply_to) await this.bus.reply(env.reply_to, wire.encode(toReply(env, result)));
     } catch (err) {
       if (err && err.undeliverable) {
@@ -241,7 +359,7 @@ class Runtime {
   }
 
   async invoke(env, m) {
-    const ctx = { id: env.id, kind: env.kind, attempt: m.attempt, headers: env.headers, state: this.state };
+    const ctx = this.context(env, m);
     const touch = setInterval(() => this.bus.touch(m).catch(() => {}), this.bus.visibilityMs / 3);
     let timer;
     const timeout = new Promise((_, reject) => {
@@ -286,6 +404,7 @@ class Runtime {
     this.stopping = true;
     this.bus.stopReading();
     if (this.wakeUp) this.wakeUp();
+    this.flush(); // what was gathered is handled with the rest of the in-flight work
     log('info', `draining ${this.inFlight.size} in-flight message(s)`);
     await withTimeout(Promise.allSettled([...this.inFlight]), this.s.graceMs, 'drain').catch(() => {});
     await this.shutdown();
@@ -377,7 +496,13 @@ async function main() {
     process.stderr.write(`kubefuncs-node: ${e.message}\n`);
     process.exit(2);
   }
-  const runtime = new Runtime(settings, handler);
+  let runtime;
+  try {
+    runtime = new Runtime(settings, handler);
+  } catch (e) {
+    process.stderr.write(`kubefuncs-node: ${e.message}\n`);
+    process.exit(2);
+  }
   const health = serveHealth(settings.healthAddr, runtime);
   const shutdown = () => runtime.stop().then(() => {
     if (health) health.close();

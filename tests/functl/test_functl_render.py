@@ -302,3 +302,31 @@ def test_scalers_watch_the_names_the_bus_url_prefix_gives(
         t["metadata"].get("stream") or t["metadata"]["topic"] for t in so["spec"]["triggers"]
     }
     assert watched == set(expected)
+
+
+BATCHED = """
+bus: {url: "valkey://v:6379/0"}
+image: fns:1
+functions:
+  - {name: sink, handler: fns.sink:handle, topic: events, batch: 100, batch_wait_s: 0.05}
+  - {name: one, handler: fns.one:handle, topic: events}
+"""
+
+
+def test_a_batch_handler_gets_kf_batch_and_a_per_message_one_does_not() -> None:
+    # Given a batch handler (batch, batch_wait_s) and a per-message one
+    objects = render.render(spec.loads(BATCHED), render.Target("fns", "demo"))
+
+    def env(name: str) -> dict[str, str]:
+        d = named(objects, "Deployment", f"demo-{name}")
+        (container,) = d["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    # Then only the batch handler reads its batch settings (KF_BATCH elsewhere exits 2)
+    assert (env("sink")["KF_BATCH"], env("sink")["KF_BATCH_WAIT_S"]) == ("100", "0.05")
+    assert "KF_BATCH" not in env("one") and "KF_BATCH_WAIT_S" not in env("one")
+
+
+def test_batch_below_one_is_refused_by_the_schema() -> None:
+    with pytest.raises(SpecError, match="batch"):
+        spec.loads(BATCHED.replace("batch: 100", "batch: 0"))

@@ -75,3 +75,11 @@ async def charge_once(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         await asyncio.sleep(3600)
     _note("done", payload, ctx.attempt)
     return {"id": payload["id"], "attempt": ctx.attempt, "pid": os.getpid(), "charge": charge}
+
+
+@function("rt-batch", batch=100, batch_wait_s=0.2)
+async def batched(payloads: list[dict[str, Any]], ctxs: list[Context]) -> list[Any]:
+    """A batch handler: answers each payload with its id, the batch size and the pid;
+    ``sleep_s`` of the first payload delays the whole batch."""
+    await asyncio.sleep(payloads[0].get("sleep_s", 0))
+    return [{"id": p["id"], "size": len(payloads), "pid": os.getpid()} for p in payloads]

@@ -40,6 +40,8 @@ def test_every_setting_has_an_environment_variable() -> None:
         "KF_LOG_FORMAT": "text",
         "KF_STARTUP_TIMEOUT_S": "7",
         "KF_SHUTDOWN_TIMEOUT_S": "0",
+        "KF_BATCH": "50",
+        "KF_BATCH_WAIT_S": "0.2",
     }
     assert set(env) == set(ENV_NAMES.values())
     s = Settings.from_env(env)
@@ -61,6 +63,8 @@ def test_every_setting_has_an_environment_variable() -> None:
         "text",
         7.0,
         0.0,
+        50,
+        0.2,
     )
 
 
@@ -69,6 +73,8 @@ def test_every_setting_has_an_environment_variable() -> None:
     [
         ({"KF_CONCURRENCY": "eight"}, "KF_CONCURRENCY must be an integer, got 'eight'"),
         ({"KF_CONCURRENCY": "0"}, "KF_CONCURRENCY must be at least 1"),
+        ({"KF_BATCH": "0"}, "KF_BATCH must be at least 1"),
+        ({"KF_BATCH_WAIT_S": "-1"}, "KF_BATCH_WAIT_S must be at least 0"),
         ({"KF_TIMEOUT_S": "soon"}, "KF_TIMEOUT_S must be a number of seconds, got 'soon'"),
         ({"KF_REPLY_ERRORS_AT_ONCE": "maybe"}, "KF_REPLY_ERRORS_AT_ONCE must be true or false"),
         ({"KF_HEALTH_ADDR": "8081"}, "KF_HEALTH_ADDR must be HOST:PORT"),

@@ -20,7 +20,7 @@ network: {policy: true, metrics_from: [{podSelector: {}}], egress: []}
 {{- end -}}
 
 {{- define "function.reservedEnv" -}}
-[KF_BUS_URL, KF_BUS_PASSWORD, KF_FUNCTION_NAME, KF_TOPIC, KF_CHANNEL, KF_CONCURRENCY, KF_TIMEOUT_S, KF_MAX_ATTEMPTS, KF_BACKOFF_S, KF_BACKOFF_MAX_S, KF_GRACE_S, KF_HEALTH_ADDR, KF_LOG_LEVEL, KF_LOG_FORMAT]
+[KF_BUS_URL, KF_BUS_PASSWORD, KF_FUNCTION_NAME, KF_TOPIC, KF_CHANNEL, KF_CONCURRENCY, KF_TIMEOUT_S, KF_MAX_ATTEMPTS, KF_BACKOFF_S, KF_BACKOFF_MAX_S, KF_GRACE_S, KF_HEALTH_ADDR, KF_LOG_LEVEL, KF_LOG_FORMAT, KF_BATCH, KF_BATCH_WAIT_S]
 {{- end -}}
 
 {{/* Seconds as the runtime parses them: 30 rather than 30.0 (workload.number). */}}
@@ -241,6 +241,8 @@ Call with (dict "raw" $fn "i" $index "Values" $.Values).
   "log" $s.log
   "network" $s.network
   "schedules" $schedules
+  "batch" $raw.batch
+  "batch_wait_s" $raw.batch_wait_s
 -}}
 {{- toJson $fn -}}
 {{- end -}}

@@ -1,0 +1,100 @@
+"""A function's start-up and footprint (not a test): exec -> /readyz, idle RSS, imports.
+
+    .venv/bin/python bench/footprint.py [--repeats 7] [TREE ...]
+
+Starts its own ``valkey-server``, then ``python -m kubefuncs runtime:noop`` (bench/runtime.py's
+no-op) ``--repeats`` times; reports the medians of: the time from exec until ``/readyz``
+answers 200, the process's resident set (``VmRSS``) one second after it became ready, the
+modules it loaded, and whether aiohttp, tornado or the NSQ client are among them. Each TREE
+(a directory holding a ``kubefuncs`` package, put first on ``PYTHONPATH``) is measured in
+turn, interleaved, for A/B runs; none means the installed tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from _servers import bus_url, free_port, valkey  # bench/ is the script directory
+
+BENCH = Path(__file__).resolve().parent
+PROBE = (
+    "import sys, runpy; sys.argv = ['kubefuncs', 'runtime:noop'];"
+    "import atexit, os, json;"
+    "out = os.environ['FOOTPRINT_OUT'];"
+    "atexit.register(lambda: open(out, 'w').write(json.dumps(sorted(sys.modules))));"
+    "runpy.run_module('kubefuncs', run_name='__main__')"
+)
+
+
+def readyz(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def one(url: str, tree: str | None, out: Path) -> dict[str, Any]:
+    port = free_port()
+    env = {**os.environ, "KF_BUS_URL": bus_url(url), "KF_TOPIC": "fp", "KF_LOG_LEVEL": "WARNING",
+           "KF_HEALTH_ADDR": f"127.0.0.1:{port}", "FOOTPRINT_OUT": str(out)}  # fmt: skip
+    if tree:
+        env["PYTHONPATH"] = tree
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", PROBE], cwd=BENCH, env=env)
+    try:
+        while not readyz(port):
+            if proc.poll() is not None or time.perf_counter() - started > 30:
+                raise RuntimeError(f"the function did not become ready (exit {proc.poll()})")
+            time.sleep(0.005)
+        ready_s = time.perf_counter() - started
+        time.sleep(1.0)
+        rss = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    modules = json.loads(out.read_text())
+    heavy = sorted({m.split(".")[0] for m in modules} & {"aiohttp", "tornado", "nsq", "redis"})
+    return {"ready_s": ready_s, "rss_mb": rss, "modules": len(modules), "loaded": heavy}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("trees", nargs="*")
+    args = p.parse_args()
+    trees: list[str | None] = list(args.trees) or [None]
+    runs: dict[str, list[dict[str, Any]]] = {str(t): [] for t in trees}
+    out = Path(f"/tmp/kf-footprint-{os.getpid()}.json")
+    with valkey() as server:
+        for _ in range(args.repeats):
+            for tree in trees:
+                runs[str(tree)].append(one(server.url, tree, out))
+    print(f"{'tree':<28}{'exec->/readyz':>14}{'idle RSS':>10}{'modules':>9}  loaded")
+    for tree, rs in runs.items():
+        ready = statistics.median(r["ready_s"] for r in rs)
+        rss = statistics.median(r["rss_mb"] for r in rs)
+        mods = statistics.median(r["modules"] for r in rs)
+        print(f"{tree:<28}{ready:>12.3f} s{rss:>7.1f} MB{mods:>9.0f}  {','.join(rs[0]['loaded'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
