@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,29 @@ def cache_valkey() -> Iterator[ServerProcess]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def kube() -> Any:
+    """The Kubernetes API stand-in (tests/functl/functl_kubeapi.py), checking objects
+    against the real schemas (skips without the KEDA CRDs outside CI)."""
+    from tests.functl.functl_kubeapi import FakeKube
+    from tests.functl.functl_schemas import keda_crds_or_skip, server_validator
+
+    keda_crds_or_skip()
+    return FakeKube(validator=server_validator)
+
+
+@pytest.fixture
+def cluster(kube: Any, tmp_path: Path) -> Any:
+    """functl's Cluster client on the stand-in, namespace ``fns``."""
+    from kubefuncs.functl.kube import Cluster
+
+    from tests.functl.functl_kubeapi import kubeconfig
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig("https://fake.invalid:6443", "fns"))
+    return Cluster.connect("fns", kubeconfig=str(config), transport=kube.transport())
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from kubefuncs.transport import Transport
 
 from tests.console.console_fixtures import Api, functions_file, running
 from tests.functl.functl_kubeapi import FakeKube, kubeconfig
-from tests.functl.functl_schemas import keda_crds_or_skip, server_validator
 
 pytestmark = pytest.mark.real
 TARGET = Target("fns", "demo", "ghcr.io/kubefuncs/kubefuncs:0.1.0")
@@ -41,19 +40,6 @@ NEW = {
     "topic": "orders",
     "schedule": {"cron": "@hourly"},
 }
-
-
-@pytest.fixture
-def kube() -> FakeKube:
-    keda_crds_or_skip()
-    return FakeKube(validator=server_validator)
-
-
-@pytest.fixture
-def cluster(kube: FakeKube, tmp_path: Path) -> Cluster:
-    config = tmp_path / "kubeconfig"
-    config.write_text(kubeconfig("https://fake.invalid:6443", "fns"))
-    return Cluster.connect("fns", kubeconfig=str(config), transport=kube.transport())
 
 
 @pytest.fixture

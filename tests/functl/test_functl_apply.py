@@ -12,22 +12,8 @@ from kubefuncs.functl.kube import Cluster
 
 from tests.functl.functl_fixtures import TARGET, load, rendered
 from tests.functl.functl_kubeapi import FakeKube, kubeconfig
-from tests.functl.functl_schemas import keda_crds_or_skip, server_validator
 
 DEPLOYMENTS = ("deployments", "fns")
-
-
-@pytest.fixture
-def kube() -> FakeKube:
-    keda_crds_or_skip()
-    return FakeKube(validator=server_validator)
-
-
-@pytest.fixture
-def cluster(kube: FakeKube, tmp_path: Path) -> Cluster:
-    config = tmp_path / "kubeconfig"
-    config.write_text(kubeconfig("https://fake.invalid:6443", "fns"))
-    return Cluster.connect("fns", kubeconfig=str(config), transport=kube.transport())
 
 
 def actions(changes: list[deploy.Change]) -> dict[str, str]:

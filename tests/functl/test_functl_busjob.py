@@ -19,7 +19,7 @@ from kubefuncs.functl.naming import Target
 
 from tests.functl.functl_fixtures import DATA, load
 from tests.functl.functl_kubeapi import FakeKube, kubeconfig, serve
-from tests.functl.functl_schemas import keda_crds_or_skip, kubernetes_errors, server_validator
+from tests.functl.functl_schemas import kubernetes_errors
 
 TARGET = Target("fns", "demo")
 JOB = ("jobs", "fns", "demo-prepare-bus")
@@ -37,19 +37,6 @@ FAILED = {
         }
     ],
 }
-
-
-@pytest.fixture
-def kube() -> FakeKube:
-    keda_crds_or_skip()
-    return FakeKube(validator=server_validator)
-
-
-@pytest.fixture
-def cluster(kube: FakeKube, tmp_path: Path) -> Cluster:
-    config = tmp_path / "kubeconfig"
-    config.write_text(kubeconfig("https://fake.invalid:6443", "fns"))
-    return Cluster.connect("fns", kubeconfig=str(config), transport=kube.transport())
 
 
 def job_controller(status: dict[str, Any], log: str) -> Callable[[FakeKube, dict[str, Any]], None]:

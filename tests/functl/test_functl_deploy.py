@@ -33,19 +33,6 @@ def take(payload):
 PLAIN = "def handle(payload):\n    return payload\n"
 
 
-@pytest.fixture
-def kube() -> FakeKube:
-    keda_crds_or_skip()
-    return FakeKube(validator=server_validator)
-
-
-@pytest.fixture
-def cluster(kube: FakeKube, tmp_path: Path) -> Cluster:
-    config = tmp_path / "kubeconfig"
-    config.write_text(kubeconfig("https://fake.invalid:6443", "fns"))
-    return Cluster.connect("fns", kubeconfig=str(config), transport=kube.transport())
-
-
 def flags(path: Path) -> Flags:
     return Flags(
         code=str(path),

@@ -13,8 +13,8 @@ from kubefuncs.functl.errors import SpecError, UsageError
 from kubefuncs.functl.kube import Cluster
 
 from tests.functl.functl_fixtures import DATA, by_kind, named, rendered
-from tests.functl.functl_kubeapi import FakeKube, kubeconfig
-from tests.functl.functl_schemas import errors, keda_crds_or_skip, server_validator
+from tests.functl.functl_kubeapi import FakeKube
+from tests.functl.functl_schemas import errors, keda_crds_or_skip
 
 TARGET = render.Target("fns", "demo", "ghcr.io/kubefuncs/kubefuncs:0.1.0")
 BUS = "bus: {url: valkey://kubefuncs-valkey:6379/0}\n"
@@ -243,19 +243,6 @@ def test_an_own_egress_rule_for_the_index_port_replaces_the_open_rule() -> None:
 
 
 # -- apply and prune against the stand-in ------------------------------------------------
-
-
-@pytest.fixture
-def kube() -> FakeKube:
-    keda_crds_or_skip()
-    return FakeKube(validator=server_validator)
-
-
-@pytest.fixture
-def cluster(kube: FakeKube, tmp_path: Path) -> Cluster:
-    config = tmp_path / "kubeconfig"
-    config.write_text(kubeconfig("https://fake.invalid:6443", "fns"))
-    return Cluster.connect("fns", kubeconfig=str(config), transport=kube.transport())
 
 
 def configmaps(kube: FakeKube) -> list[str]:
