@@ -91,10 +91,12 @@ class Tracer:
         self._propagator.inject(carrier, context=self._otel.set_span_in_context(span))
         return carrier
 
-    def failed(self, error: BaseException, span: Any = None) -> None:
-        """Mark ``span`` (by default the current one) as failed by ``error``."""
+    def failed(self, error: BaseException | str, span: Any = None) -> None:
+        """Mark ``span`` (by default the current one) as failed: by an exception (recorded
+        on it), or with a description."""
         span = span or self._otel.get_current_span()
-        span.record_exception(error)
+        if isinstance(error, BaseException):
+            span.record_exception(error)
         span.set_status(self._otel.Status(self._otel.StatusCode.ERROR, str(error)[:200]))
 
     def set(self, key: str, value: Any, span: Any = None) -> None:

@@ -156,7 +156,7 @@ class Gateway:
             response = await self._routed(request, route)
             self._tracer.set("http.response.status_code", response.status)
             if response.status >= 500:
-                self._tracer.failed(RuntimeError(f"HTTP {response.status}"))
+                self._tracer.failed(f"HTTP {response.status}")
         return response
 
     async def _routed(self, request: web.Request, route: Route) -> web.Response:
