@@ -73,3 +73,21 @@ def _prefix(request: pytest.FixtureRequest) -> str:
     import hashlib
 
     return "t" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[Any]:
+    """A real 3-master, 3-replica Valkey Cluster on loopback, shared by the session (tests
+    that kill nodes start their own ``ValkeyCluster``)."""
+    from tests.valkey_cluster import ValkeyCluster
+
+    cluster = ValkeyCluster()
+    cluster.start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def valkey_cluster_url(valkey_cluster: Any, request: pytest.FixtureRequest) -> str:
+    """The cluster's bus URL with a prefix of its own."""
+    return f"{valkey_cluster.url}?prefix={_prefix(request)}"
