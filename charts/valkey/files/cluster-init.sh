@@ -21,7 +21,11 @@ port_of() { echo "${1##*:}"; }
 resolve() {
   host=$(host_of "$1")
   case "$host" in
-    *[!0-9.]*) ip=$(getent hosts "$host" | awk '{print $1; exit}') ;;
+    *[!0-9.]*)
+      ip=$(getent hosts "$host" 2>/dev/null | awk '{print $1; exit}')
+      # no getent (a minimal image): busybox nslookup prints "Address: <ip>"
+      [ -n "$ip" ] || ip=$(nslookup "$host" 2>/dev/null | awk '/^Address:? / && NR > 2 {print $NF; exit}')
+      ;;
     *) ip=$host ;;
   esac
   [ -n "$ip" ] || { echo "cannot resolve $host" >&2; return 1; }
