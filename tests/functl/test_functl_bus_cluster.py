@@ -3,6 +3,8 @@ on the shard of the topic's slot under hash-tagged names, figures, dead letters.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +113,31 @@ def test_the_prepare_bus_job_command_works_on_a_cluster(valkey_cluster_url: str)
     # Then it prepares the channel on the cluster
     assert result.exit_code == 0, result.output
     assert "channel cli-channel ready" in result.output
+
+
+def test_status_and_dlq_commands_read_a_cluster_bus_from_functions_yaml(
+    valkey_cluster: Any, valkey_cluster_url: str, tmp_path: Path
+) -> None:
+    # Given a functions.yaml on the cluster, its channel prepared, one dead letter in it
+    path = tmp_path / "functions.yaml"
+    path.write_text(
+        f"image: img\nbus: {{url: '{valkey_cluster_url}'}}\n"
+        "functions: [{name: hello, handler: m:f, topic: greet}]\n"
+    )
+    # (no kubeconfig of the developer's: status shows the bus figures alone)
+    runner = CliRunner(env={"KUBECONFIG": None, "HOME": str(tmp_path), "KF_BUS_URL": None})
+    assert runner.invoke(main, ["prepare-bus", "-f", str(path)]).exit_code == 0
+    dead = f"{prefix_of(valkey_cluster_url)}:dead:{{greet}}:hello"
+    port = valkey_cluster.master_of(dead)
+    valkey_cluster.cli_out(port, "xadd", dead, "*", "m", "x", "reason", "bad input", "attempt", "1")
+    # When the status and dead-letter commands run on it
+    listed = runner.invoke(main, ["dlq", "list", "-f", str(path), "-o", "json"])
+    shown = runner.invoke(main, ["dlq", "show", "hello", "-f", str(path), "-o", "json"])
+    status = runner.invoke(main, ["status", "-f", str(path), "-o", "json"])
+    # Then they report the channel's figures and its dead letter
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)[0]["dead"] == 1
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)[0]["reason"] == "bad input"
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)[0]["dead"] == 1
