@@ -93,12 +93,12 @@ def _cluster(url: str, scheme: str) -> BusTarget:
     userinfo, _, hosts = parts.netloc.rpartition("@")
     nodes = tuple(_node(url, n.strip()) for n in hosts.split(",") if n.strip())
     if not nodes:
-        raise ValueError(f"bus URL {url!r} names no cluster node: write {CLUSTER_FORM}")
+        raise ValueError(f"bus URL {url!r} names no cluster node")
     query = parse_qs(parts.query)
     if parts.path.strip("/") or "db" in query:
         raise ValueError(
             f"bus URL {url!r}: a cluster has no database index (every node serves "
-            f"database 0 only): remove it, as in {CLUSTER_FORM}"
+            "database 0 only): remove it"
         )
     return BusTarget(
         "valkey",

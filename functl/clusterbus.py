@@ -63,7 +63,8 @@ class ClusterOps(ValkeyTransport):
         try:
             bus = busurl.parse(url)
         except ValueError as e:
-            raise ConfigError("bus URL", str(e)) from e
+            problem = str(e).removeprefix(f"bus URL {url!r}").lstrip(": ")
+            raise ConfigError("bus URL", f"{problem}: write it as {busurl.CLUSTER_FORM}") from e
         self.cluster_url = url
         # the standalone transport parses the options (prefix, ...) from this URL's query
         query = url.partition("?")[2]

@@ -99,7 +99,7 @@ def deployable_bus(spec: Spec) -> busurl.BusTarget:
 
 def _url_hint(url: str) -> str:
     if url.partition("://")[0].lower().endswith("+cluster"):
-        return f"write the cluster's nodes as {busurl.CLUSTER_FORM}"
+        return f"write it as {busurl.CLUSTER_FORM}"
     return "use valkey://host:6379/0, nsq://lookupd:4161 or a cluster's valkey+cluster://"
 
 

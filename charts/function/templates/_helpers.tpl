@@ -129,10 +129,10 @@ netloc-without-userinfo "tail" path-and-query). JSON list of "host:port", duplic
 {{- end -}}
 {{- end -}}
 {{- if not $nodes -}}
-{{- fail (printf "bus.url: %q names no cluster node - write valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
+{{- fail (printf "bus.url: %q names no cluster node - write it as valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
 {{- end -}}
 {{- if or (regexReplaceAll "[?#].*$" .tail "" | trimAll "/") (regexMatch "[?&]db=" .tail) -}}
-{{- fail (printf "bus.url: %q: a cluster has no database index (every node serves database 0 only) - remove it, as in valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
+{{- fail (printf "bus.url: %q: a cluster has no database index (every node serves database 0 only) - remove it: write valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
 {{- end -}}
 {{- toJson $nodes -}}
 {{- end -}}
