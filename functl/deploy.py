@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import gwroutes
 from .kube import DELETE_ORDER, KINDS, Obj, ref
 from .naming import (
     CHANNEL_ANNOTATION,
@@ -154,6 +155,8 @@ def apply_all(
     """Server-side apply every object, then prune what left the release (with
     ``function``: only that function's leftovers, as ``functl deploy PATH`` does)."""
     changes: list[Change] = []
+    deployments = [o for o in objects if o.get("kind") == "Deployment"]
+    gwroutes.check_free(deployments, live_deployments(cluster, release))
     for obj in objects:
         before = cluster.get(*key(obj))
         after = cluster.apply(obj, dry_run=dry_run, force=force)
@@ -164,6 +167,8 @@ def apply_all(
             deleted = cluster.delete(*key(obj), dry_run=dry_run)
             changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
             progress(changes[-1])
+    gone = {c.ref for c in changes if c.action in ("deleted", "gone")}
+    changes.extend(sync_routes(cluster, release, deployments, gone, dry_run, progress))
     return changes
 
 
@@ -205,7 +210,44 @@ def delete_all(
         deleted = cluster.delete(*key(obj), dry_run=dry_run)
         changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
         progress(changes[-1])
+    gone = {c.ref for c in changes}
+    changes.extend(sync_routes(cluster, release, [], gone, dry_run, progress))
     return changes
+
+
+def live_deployments(cluster: ClusterLike, release: str) -> list[Obj]:
+    return [d for d in cluster.list("Deployment", release_selector(release)) if ours(d)]
+
+
+def sync_routes(
+    cluster: ClusterLike,
+    release: str,
+    applied: Sequence[Mapping[str, Any]],
+    gone: set[str],
+    dry_run: bool,
+    progress: Progress,
+) -> list[Change]:
+    """Rebuild the release's routes ConfigMap (gwroutes.py) from its live Deployments, as
+    they are once ``applied`` and ``gone`` (refs) took effect (also in a dry run)."""
+    by_ref = {ref({**d, "kind": "Deployment"}): d for d in live_deployments(cluster, release)}
+    by_ref.update({ref(d): dict(d) for d in applied})
+    left = [d for r, d in by_ref.items() if r not in gone]
+    namespace = next((d["metadata"].get("namespace") for d in left), None)
+    wanted = gwroutes.configmap(release, namespace, gwroutes.table(left))
+    name = wanted["metadata"]["name"]
+    before = cluster.get("ConfigMap", name)
+    if not left:
+        if before is None:
+            return []
+        deleted = cluster.delete("ConfigMap", name, dry_run=dry_run)
+        change = Change(ref(wanted), "deleted" if deleted else "gone", dry_run)
+    else:
+        after = cluster.apply(wanted, dry_run=dry_run)
+        change = Change(ref(wanted), classify(before, after), dry_run)
+    if change.action == "unchanged":
+        return []
+    progress(change)
+    return [change]
 
 
 def deployed_functions(cluster: ClusterLike, release: str | None) -> list[dict[str, Any]]:

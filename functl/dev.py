@@ -130,6 +130,8 @@ async def run(spec: Spec, dev_plan: Plan, echo: Echo, stop: asyncio.Event) -> No
         bus_url=dev_plan.bus_url,
         addr=dev_plan.addr,
         access_log=True,
+        routes_file="",  # the routes are the spec's (and the API's: console/devcatalog.py)
+        function_routes_file="",
     )
     table = from_dicts(
         spec.routes(), settings.timeout_s, Publish(dev_plan.topics, "none"), file=spec.file

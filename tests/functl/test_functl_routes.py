@@ -1,0 +1,170 @@
+"""How the gateway learns the routes functl deploys: the release's ``<release>-routes``
+ConfigMap (functl/gwroutes.py) kept by deploy/delete against the Kubernetes API stand-in,
+and a real gateway process that re-reads it from a kubelet-style mount (gateway/reload.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kubefuncs.functl import quick
+from kubefuncs.functl.cmd_deploy import delete_function, deploy_source
+from kubefuncs.functl.errors import UsageError
+from kubefuncs.functl.kube import Cluster
+from kubefuncs.gateway.routes import loads
+
+from tests.functl.functl_kubeapi import FakeKube
+from tests.functl.test_functl_deploy import BUS, PLAIN, flags
+from tests.procs import Proc
+from tests.servers import ServerProcess, free_port
+
+ROUTES = ("configmaps", "fns", "demo-routes")
+UPPER = "def handle(request):\n    return request.text().upper()\n"
+
+
+def routes_file(kube: FakeKube) -> str:
+    text: str = kube.objects[ROUTES]["data"]["routes.yaml"]
+    return text
+
+
+def deploy(cluster: Cluster, path: Path, *routes: str) -> list[str]:
+    out: list[str] = []
+    deploy_source(flags(path), quick.Given(routes=routes, bus_url=BUS), out.append, cluster)
+    return out
+
+
+def test_deploy_adds_its_routes_to_the_release_routes_and_delete_removes_them(
+    kube: FakeKube, cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given two functions deployed one by one, each with its own route
+    (tmp_path / "orders.py").write_text(PLAIN)
+    (tmp_path / "upper.py").write_text(UPPER)
+    out = deploy(cluster, tmp_path / "orders.py", "/orders/")
+    assert "configmap/demo-routes created" in out
+    deploy(cluster, tmp_path / "upper.py", "/upper/")
+    # Then the release's routes file routes both, as the gateway reads it
+    table = loads(routes_file(kube))
+    assert {r.prefix: r.topic for r in table.routes} == {"/orders/": "orders", "/upper/": "upper"}
+    # When one is deleted Then only its route leaves
+    delete_function(flags(tmp_path / "orders.py"), "orders", lambda _: None, cluster)
+    assert [r.prefix for r in loads(routes_file(kube)).routes] == ["/upper/"]
+    # and with the last function gone, so is the ConfigMap
+    delete_function(flags(tmp_path / "upper.py"), "upper", lambda _: None, cluster)
+    assert ROUTES not in kube.objects
+
+
+def test_a_route_another_function_has_is_refused_before_anything_changes(
+    kube: FakeKube, cluster: Cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "orders.py").write_text(PLAIN)
+    (tmp_path / "thief.py").write_text(PLAIN)
+    deploy(cluster, tmp_path / "orders.py", "/orders/")
+    before = {k: v["metadata"]["resourceVersion"] for k, v in kube.objects.items()}
+    # When another function asks for the same path
+    with pytest.raises(UsageError) as e:
+        deploy(cluster, tmp_path / "thief.py", "/orders/")
+    # Then the error names both functions and nothing was applied
+    assert "route /orders/ of function thief is already the route of function orders" in str(e)
+    assert {k: v["metadata"]["resourceVersion"] for k, v in kube.objects.items()} == before
+
+
+def test_a_redeploy_with_another_route_replaces_the_old_one(
+    kube: FakeKube, cluster: Cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "orders.py").write_text(PLAIN)
+    deploy(cluster, tmp_path / "orders.py", "/orders/")
+    out = deploy(cluster, tmp_path / "orders.py", "/v2/orders/")
+    assert "configmap/demo-routes configured" in out
+    assert [r.prefix for r in loads(routes_file(kube)).routes] == ["/v2/orders/"]
+
+
+# -- the gateway re-reads the mounted ConfigMap -----------------------------------------
+
+
+def mount(folder: Path, data: dict[str, str], generation: int) -> None:
+    """Lay ``data`` out as the kubelet does a ConfigMap volume: a timestamped folder,
+    ``..data`` pointing at it (swapped atomically) and one symlink per key."""
+    real = folder / f"..2026_12_03_{generation}"
+    real.mkdir()
+    for key, text in data.items():
+        (real / key).write_text(text)
+    tmp = folder / "..data_tmp"
+    tmp.symlink_to(real.name)
+    os.replace(tmp, folder / "..data")
+    for key in data:
+        if not (folder / key).is_symlink():
+            (folder / key).symlink_to(f"..data/{key}")
+
+
+def status(url: str, body: bytes) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def until(url: str, body: bytes, want: int, timeout_s: float = 20.0) -> bytes:
+    deadline = time.monotonic() + timeout_s
+    seen: tuple[int, bytes] = (0, b"")
+    while time.monotonic() < deadline:
+        seen = status(url, body)
+        if seen[0] == want:
+            return seen[1]
+        time.sleep(0.1)
+    raise AssertionError(f"{url}: wanted {want}, last {seen}")
+
+
+@pytest.mark.real
+def test_the_gateway_serves_a_deployed_route_without_a_restart(
+    valkey_server: ServerProcess, kube: FakeKube, cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given a gateway whose function routes come from a mounted ConfigMap not there yet
+    bus = f"valkey://127.0.0.1:{valkey_server.port}/0?prefix=gwroutes{free_port()}"
+    port = free_port()
+    (tmp_path / "upper.py").write_text(UPPER)
+    (tmp_path / "main.yaml").write_text("routes: {}\n")
+    folder = tmp_path / "functions"
+    folder.mkdir()
+    gateway = Proc(
+        ["kubefuncs.gateway", str(tmp_path / "main.yaml")],
+        {
+            "KF_BUS_URL": bus,
+            "KF_GATEWAY_ADDR": f"127.0.0.1:{port}",
+            "KF_GATEWAY_FUNCTION_ROUTES": str(folder / "routes.yaml"),
+            "KF_GATEWAY_ROUTES_RELOAD_S": "0.2",
+            "KF_LOG_LEVEL": "INFO",
+        },
+    )
+    fn = Proc(
+        ["kubefuncs", "upper:handle"],
+        {"KF_BUS_URL": bus, "KF_TOPIC": "upper", "KF_HEALTH_ADDR": "", "PYTHONPATH": str(tmp_path)},
+    )
+    url = f"http://127.0.0.1:{port}/upper/"
+    try:
+        gateway.wait_http(f"http://127.0.0.1:{port}/readyz")
+        assert status(url, b"hi")[0] == 404
+        # When functl deploys the function with its route and the kubelet updates the mount
+        deploy(cluster, tmp_path / "upper.py", "/upper/")
+        mount(folder, kube.objects[ROUTES]["data"], 1)
+        # Then the same gateway process routes it to the function
+        assert until(url, b"hi", 200) == b"HI"
+        # When the function is deleted Then its route is gone again, still without a restart
+        delete_function(flags(tmp_path / "upper.py"), "upper", lambda _: None, cluster)
+        mount(folder, {"routes.yaml": "routes: {}\n"}, 2)
+        until(url, b"hi", 404)
+        # and a broken file keeps the routes in use (logged)
+        mount(folder, {"routes.yaml": "routes: [not, a, mapping]\n"}, 3)
+        deadline = time.monotonic() + 10
+        while "routes not reloaded" not in gateway.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "routes not reloaded, the previous ones stay in use" in gateway.output()
+        gateway.wait_http(f"http://127.0.0.1:{port}/readyz")  # still up and ready
+    finally:
+        fn.stop()
+        assert gateway.stop() == 0, gateway.output()
