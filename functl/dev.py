@@ -147,7 +147,7 @@ async def run(spec: Spec, dev_plan: Plan, echo: Echo, stop: asyncio.Event) -> No
         ]
     app = create_app(settings, table, transport=transport)
     async with (
-        _console(spec, dev_plan, transport, runtimes, echo),
+        _console(spec, dev_plan, transport, runtimes, echo, app),
         _processes(dev_plan.commands, echo) as procs,
     ):
         tasks = [asyncio.create_task(r.run()) for r in runtimes]
@@ -191,14 +191,22 @@ async def _serve(
 
 @contextlib.asynccontextmanager
 async def _console(
-    spec: Spec, dev_plan: Plan, transport: Transport, runtimes: list[Runtime], echo: Echo
+    spec: Spec,
+    dev_plan: Plan,
+    transport: Transport,
+    runtimes: list[Runtime],
+    echo: Echo,
+    app: web.Application,
 ) -> AsyncIterator[None]:
-    """The dashboard (functl/console) over the local functions, unless its port is taken."""
+    """The dashboard (functl/console) over the local functions, unless its port is taken;
+    functions deployed through it get routes on the gateway ``app``."""
+    from kubefuncs.gateway.app import GATEWAY
+
     from .console.local import serving
 
     registries = {r.fn.name: r.metrics.registry for r in runtimes}
     addr, bus = dev_plan.console_addr, dev_plan.bus_url
-    async with serving(spec.file, transport, registries, addr, bus, echo):
+    async with serving(spec.file, transport, registries, addr, bus, echo, app[GATEWAY]):
         yield
 
 

@@ -179,6 +179,17 @@ def declarations_of(obj: Any) -> dict[str, Any]:
     return out
 
 
+def api_entry(path_text: str, given: Given) -> dict[str, Any]:
+    """The functions.yaml entry ``functl deploy PATH --api URL`` sends: the source as an
+    absolute path, which the API reads on its own machine (functl dev: this one)."""
+    path = Path(path_text).resolve()
+    if not path.exists():
+        raise UsageError(f"{path_text}: no such file or directory")
+    item = entry(path, given)
+    item["source"] = str(path)
+    return item
+
+
 def spec_for(path_text: str, given: Given, functions_file: str | None = None) -> Spec:
     """A one-function Spec for a source file or directory; the entry of the same name in
     ``functions_file`` (when it exists) overrides it field by field and gives the bus,

@@ -5,7 +5,10 @@ and a real gateway process that re-reads it from a kubelet-style mount (gateway/
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -168,3 +171,75 @@ def test_the_gateway_serves_a_deployed_route_without_a_restart(
     finally:
         fn.stop()
         assert gateway.stop() == 0, gateway.output()
+
+
+# -- functl deploy --api into a functl dev session ---------------------------------------
+
+TAKE = """\
+from kubefuncs import function
+
+
+@function("devorders", name="dev-orders")
+def take(request):
+    return {"took": request.text()}
+"""
+
+
+def functl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubefuncs.functl", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_functl_deploy_api_adds_the_route_to_a_running_functl_dev_and_delete_removes_it(
+    tmp_path: Path,
+) -> None:
+    # Given a functl dev session (its gateway and dashboard are real servers)
+    handler = tmp_path / "devorders_api.py"
+    handler.write_text(TAKE)
+    (tmp_path / "functions.yaml").write_text(
+        "version: 1\nbus: {url: 'memory://'}\nfunctions:\n"
+        "  - {name: ping, handler: example.ping:pong, topic: test, routes: /test/}\n"
+    )
+    port, console = free_port(), free_port()
+    dev = Proc(
+        [
+            "kubefuncs.functl",
+            "dev",
+            str(tmp_path / "functions.yaml"),
+            "--port",
+            str(port),
+            "--console-port",
+            str(console),
+        ],
+        {"KF_BUS_URL": ""},
+    )
+    api = f"http://127.0.0.1:{console}"
+    try:
+        dev.wait_http(f"http://127.0.0.1:{port}/readyz")
+        dev.wait_http(f"{api}/api/v1/functions")
+        url = f"http://127.0.0.1:{port}/orders/"
+        assert status(url, b"x")[0] == 404
+        # When a file is deployed into it with a route
+        done = functl("deploy", str(handler), "--route", "/orders/", "--api", api)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # Then the printed curl works: the function's reply through the dev gateway
+        assert f"curl -X POST {url}" in done.stdout
+        assert json.loads(until(url, b"x", 200)) == {"took": "x"}
+        # and a second function cannot take the same path (the reason, exit 2)
+        (tmp_path / "thief_api.py").write_text(PLAIN)
+        refused = functl(
+            "deploy", str(tmp_path / "thief_api.py"), "--route", "/orders/", "--api", api
+        )
+        assert refused.returncode == 2 and "route /orders/ already leads to topic" in refused.stderr
+        # When it is deleted Then its route answers 404 again
+        gone = functl("delete", "dev-orders", "--api", api)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert status(url, b"x")[0] == 404
+        assert status(f"http://127.0.0.1:{port}/test/x", b"")[0] == 200  # the file's route stays
+    finally:
+        assert dev.stop() == 0, dev.output()
