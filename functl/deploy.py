@@ -224,8 +224,8 @@ def sync_routes(
     release: str,
     applied: Sequence[Mapping[str, Any]],
     gone: set[str],
-    dry_run: bool,
-    progress: Progress,
+    dry_run: bool = False,
+    progress: Progress = lambda c: None,
 ) -> list[Change]:
     """Rebuild the release's routes ConfigMap (gwroutes.py) from its live Deployments, as
     they are once ``applied`` and ``gone`` (refs) took effect (also in a dry run)."""
