@@ -61,8 +61,11 @@ class DevCatalog(FileCatalog):
             if update:
                 raise NotFound(f"no function {fn.name!r} was deployed in this functl dev session")
             raise Conflict(f"{fn.name!r} is already running: update it with PUT")
-        if fn.handler is None:
-            raise UsageError(f"functions.{fn.name}: functl dev runs only handler: functions here")
+        if fn.handler is None or (fn.source is not None and fn.source.runtime == "node"):
+            raise UsageError(
+                f"functions.{fn.name}: functl dev runs only Python handler: functions deployed "
+                "through the API; put a Node function in the file and restart functl dev"
+            )
         routes = devroutes.of(s, self.gateway, fn.name, self.routed)  # Conflict before a change
         prepare_source(fn)
         changes = self._run(self._stop(fn.name)) if update else []
