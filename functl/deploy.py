@@ -156,7 +156,10 @@ def apply_all(
     ``function``: only that function's leftovers, as ``functl deploy PATH`` does)."""
     changes: list[Change] = []
     deployments = [o for o in objects if o.get("kind") == "Deployment"]
-    gwroutes.check_free(deployments, live_deployments(cluster, release))
+    # the functions that stay as they are: not re-applied here, and not pruned by it
+    names = {gwroutes.function_name(d) for d in deployments}
+    kept = [] if prune and function is None else live_deployments(cluster, release)
+    gwroutes.check_free(deployments, [d for d in kept if gwroutes.function_name(d) not in names])
     for obj in objects:
         before = cluster.get(*key(obj))
         after = cluster.apply(obj, dry_run=dry_run, force=force)

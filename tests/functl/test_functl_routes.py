@@ -243,3 +243,45 @@ def test_functl_deploy_api_adds_the_route_to_a_running_functl_dev_and_delete_rem
         assert status(f"http://127.0.0.1:{port}/test/x", b"")[0] == 200  # the file's route stays
     finally:
         assert dev.stop() == 0, dev.output()
+
+
+def test_a_release_apply_may_move_a_route_from_one_function_to_another(
+    kube: FakeKube, cluster: Cluster, tmp_path: Path
+) -> None:
+    from kubefuncs.functl import deploy as deploys
+    from kubefuncs.functl import render, spec
+
+    def release(a_route: str, b_route: str) -> list[dict[str, object]]:
+        text = (
+            "version: 1\nbus: {url: 'valkey://v:6379/0'}\nimage: img:1\nfunctions:\n"
+            f"  - {{name: a, handler: m:a, topic: a, routes: {a_route}}}\n"
+            f"  - {{name: b, handler: m:b, topic: b, routes: {b_route}}}\n"
+        )
+        (tmp_path / "f.yaml").write_text(text)
+        return render.render(spec.load(str(tmp_path / "f.yaml")), render.Target("fns", "demo"))
+
+    deploys.apply_all(cluster, release("/shop/", "/b/"), release="demo")
+    # When one apply of the whole file gives /shop/ to b (a gets another path)
+    deploys.apply_all(cluster, release("/a/", "/shop/"), release="demo")
+    # Then that is no conflict, and the gateway's routes say so
+    table = loads(routes_file(kube))
+    assert {r.prefix: r.topic for r in table.routes} == {"/a/": "a", "/shop/": "b"}
+
+
+def test_gc_takes_an_expired_functions_route_away_and_keeps_the_others(
+    kube: FakeKube, cluster: Cluster, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kubefuncs.functl import gc
+
+    (tmp_path / "preview.py").write_text(PLAIN)
+    (tmp_path / "orders.py").write_text(PLAIN)
+    brief = quick.Given(routes=("/preview/",), bus_url=BUS, extra={"ttl": "1h"})
+    deploy_source(flags(tmp_path / "preview.py"), brief, lambda _: None, cluster)
+    deploy(cluster, tmp_path / "orders.py", "/orders/")
+    assert len(loads(routes_file(kube)).routes) == 2
+    # When the janitor runs after the preview expired
+    gc.run(cluster, "demo", datetime.now(UTC) + timedelta(hours=2), None)
+    # Then its route is gone from the gateway's routes, the other one stays
+    assert [r.prefix for r in loads(routes_file(kube)).routes] == ["/orders/"]
