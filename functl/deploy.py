@@ -190,11 +190,13 @@ def diff_all(
         live = cluster.get(*key(obj))
         merged = cluster.apply(obj, dry_run=True, force=force)
         parts.append(unified(live, merged, ref(obj)))
-    if prune:
-        parts.extend(
-            unified(obj, None, ref(obj))
-            for obj in prunable(live_objects(cluster, release), objects)
-        )
+    pruned = prunable(live_objects(cluster, release), objects) if prune else []
+    parts.extend(unified(obj, None, ref(obj)) for obj in pruned)
+    deployments = [o for o in objects if o.get("kind") == "Deployment"]
+    routes, any_left = routes_configmap(cluster, release, deployments, {ref(o) for o in pruned})
+    live_routes = cluster.get(*key(routes))
+    after = cluster.apply(routes, dry_run=True, force=force) if any_left else None
+    parts.append(unified(live_routes, after, ref(routes)))
     return "".join(parts)
 
 
@@ -222,6 +224,18 @@ def live_deployments(cluster: ClusterLike, release: str) -> list[Obj]:
     return [d for d in cluster.list("Deployment", release_selector(release)) if ours(d)]
 
 
+def routes_configmap(
+    cluster: ClusterLike, release: str, applied: Sequence[Mapping[str, Any]], gone: set[str]
+) -> tuple[Obj, bool]:
+    """The release's routes ConfigMap (gwroutes.py) as its live Deployments make it once
+    ``applied`` and ``gone`` (refs) took effect, and whether any function is left."""
+    by_ref = {ref({**d, "kind": "Deployment"}): d for d in live_deployments(cluster, release)}
+    by_ref.update({ref(d): dict(d) for d in applied})
+    left = [d for r, d in by_ref.items() if r not in gone]
+    namespace = next((d["metadata"].get("namespace") for d in left), None)
+    return gwroutes.configmap(release, namespace, gwroutes.table(left)), bool(left)
+
+
 def sync_routes(
     cluster: ClusterLike,
     release: str,
@@ -230,19 +244,14 @@ def sync_routes(
     dry_run: bool = False,
     progress: Progress = lambda c: None,
 ) -> list[Change]:
-    """Rebuild the release's routes ConfigMap (gwroutes.py) from its live Deployments, as
-    they are once ``applied`` and ``gone`` (refs) took effect (also in a dry run)."""
-    by_ref = {ref({**d, "kind": "Deployment"}): d for d in live_deployments(cluster, release)}
-    by_ref.update({ref(d): dict(d) for d in applied})
-    left = [d for r, d in by_ref.items() if r not in gone]
-    namespace = next((d["metadata"].get("namespace") for d in left), None)
-    wanted = gwroutes.configmap(release, namespace, gwroutes.table(left))
-    name = wanted["metadata"]["name"]
-    before = cluster.get("ConfigMap", name)
-    if not left:
+    """Apply the routes ConfigMap :func:`routes_configmap` makes (also in a dry run);
+    delete it when no function is left."""
+    wanted, any_left = routes_configmap(cluster, release, applied, gone)
+    before = cluster.get(*key(wanted))
+    if not any_left:
         if before is None:
             return []
-        deleted = cluster.delete("ConfigMap", name, dry_run=dry_run)
+        deleted = cluster.delete(*key(wanted), dry_run=dry_run)
         change = Change(ref(wanted), "deleted" if deleted else "gone", dry_run)
     else:
         after = cluster.apply(wanted, dry_run=dry_run)

@@ -260,7 +260,11 @@ def test_a_release_apply_may_move_a_route_from_one_function_to_another(
         (tmp_path / "f.yaml").write_text(text)
         return render.render(spec.load(str(tmp_path / "f.yaml")), render.Target("fns", "demo"))
 
-    deploys.apply_all(cluster, release("/shop/", "/b/"), release="demo")
+    first = release("/shop/", "/b/")
+    # (diff shows the routes ConfigMap to come, and nothing once applied)
+    assert "+++ rendered/configmap/demo-routes" in deploys.diff_all(cluster, first, release="demo")
+    deploys.apply_all(cluster, first, release="demo")
+    assert deploys.diff_all(cluster, first, release="demo") == ""
     # When one apply of the whole file gives /shop/ to b (a gets another path)
     deploys.apply_all(cluster, release("/a/", "/shop/"), release="demo")
     # Then that is no conflict, and the gateway's routes say so
