@@ -109,8 +109,9 @@ def deploy_command(
 ) -> None:
     """Deploy PATH (a .py/.js file or a directory) as one function, without a functions.yaml.
 
-    The handler is the module's one @function (its declarations apply), else handle().
-    Finding it imports the module: its import-time code runs here. The entry of the same
+    The handler is the module's one @function (its declarations apply), else handle();
+    for Node, the one export with a kubefuncs declaration, else handle. Finding it imports
+    the module (Node: with node): its import-time code runs here. The entry of the same
     name in FUNCTIONS (-f, when the file exists) overrides the declarations field by
     field and gives the bus, image and defaults.
     """

@@ -7,7 +7,8 @@ decorator, the flags, or the file name. The entry then goes through the same val
 as a written functions.yaml (:func:`kubefuncs.functl.spec.loads`).
 
 Finding the handler imports the module: whatever it does at import time runs (the same
-happens when the runtime starts it).
+happens when the runtime starts it). A Node source is read the same way by ``node``
+(nodedecl.py): its exported handlers' ``kubefuncs`` declarations.
 """
 
 from __future__ import annotations
