@@ -81,10 +81,20 @@ def handler_name(root: Path, file: Path, export: str) -> str:
     return f"{module}:{export}"
 
 
+def may_declare(file: Path) -> bool:
+    """Only a module whose text says ``kubefuncs`` or ``declare(`` can declare: the others
+    are not loaded (nor their import-time code run, nor their dependencies needed)."""
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "kubefuncs" in text or "declare(" in text
+
+
 def load(path: Path) -> dict[str, dict[str, Any]]:
-    """{file: {export: declaration}} of every module of ``path``; UsageError naming the
-    file when one cannot be loaded."""
-    files = modules(path)
+    """{file: {export: declaration}} of every module of ``path`` that may declare;
+    UsageError naming the file when one cannot be loaded."""
+    files = [f for f in modules(path) if may_declare(f)]
     if not files:
         return {}
     node = shutil.which("node")
@@ -115,7 +125,12 @@ def load(path: Path) -> dict[str, dict[str, Any]]:
     for file in files:
         one = result.get(str(file)) or {}
         if "error" in one:
-            raise UsageError(f"cannot load {file} to read its declarations: {one['error']}")
+            hint = (
+                " (run npm install in the source folder: reading declarations imports it)"
+                if "Cannot find module" in one["error"]
+                else ""
+            )
+            raise UsageError(f"cannot load {file} to read its declarations: {one['error']}{hint}")
         found[str(file)] = one.get("declared") or {}
     return found
 

@@ -136,7 +136,7 @@ def test_a_bad_node_declaration_names_the_file_the_field_and_the_fix(
 
 def test_a_module_that_fails_at_import_is_named(tmp_path: Path) -> None:
     broken = tmp_path / "broken.js"
-    broken.write_text("throw new Error('no config here');\n")
+    broken.write_text("throw new Error('no config here');\nexports.h.kubefuncs = {};\n")
     with pytest.raises(UsageError) as e:
         quick.spec_for_code(str(broken), None, "valkey://v:6379/0", None)
     assert f"cannot load {broken}" in str(e.value) and "no config here" in str(e.value)
@@ -170,3 +170,20 @@ def test_functl_list_of_a_node_source_on_the_command_line(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["list", str(folder), "-f", str(tmp_path / "functions.yaml")])
     assert result.exit_code == 0, result.output
     assert "orders" in result.output and "refund" in result.output
+
+
+def test_modules_that_cannot_declare_are_not_loaded(tmp_path: Path) -> None:
+    # Given a folder whose index.js needs a package not installed here, and no declaration
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "index.js").write_text(
+        "const x = require('not-installed-here');\nexports.handle = async (p) => x(p);\n"
+    )
+    # Then deploy's default handler is found without loading it
+    assert quick.find_node_handler(folder, None) == ("index:handle", {})
+    # while a module that declares and cannot load is named, with the fix
+    (folder / "decl.js").write_text(
+        "require('not-installed-here');\nexports.h = async (p) => p;\nexports.h.kubefuncs = {};\n"
+    )
+    with pytest.raises(UsageError, match="run npm install in the source folder"):
+        quick.find_node_handler(folder, None)
