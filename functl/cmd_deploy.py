@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from . import actions, deploy, quick, render
+from . import actions, apiclient, deploy, quick, render
 from .actions import Echo, Flags
+from .apiclient import api_options
 from .options import (
     apply_options,
     bus_options,
@@ -85,6 +86,7 @@ def delete_function(
     help="the bus as the function reaches it in the cluster, such as "
     "valkey://kubefuncs-valkey:6379/0 [env: FUNCTL_BUS_URL; default: bus.url of -f FILE]",
 )
+@api_options
 @release_options
 @network_option
 @cluster_options
@@ -101,12 +103,15 @@ def deploy_command(
     requirements: tuple[str, ...],
     handler: str | None,
     bus_url: str | None,
+    api_url: str | None,
+    api_key: str | None,
     **given: Any,
 ) -> None:
     """Deploy PATH (a .py/.js file or a directory) as one function, without a functions.yaml.
 
-    The handler is the module's one @function (its declarations apply), else handle().
-    Finding it imports the module: its import-time code runs here. The entry of the same
+    The handler is the module's one @function (its declarations apply), else handle();
+    for Node, the one export with a kubefuncs declaration, else handle. Finding it imports
+    the module (Node: with node): its import-time code runs here. The entry of the same
     name in FUNCTIONS (-f, when the file exists) overrides the declarations field by
     field and gives the bus, image and defaults.
     """
@@ -120,6 +125,9 @@ def deploy_command(
         bus_url=bus_url,
         image=f.image,
     )
+    if api_url:
+        apiclient.deploy(api_url, api_key, quick.api_entry(path, wanted), click.echo)
+        return
     deploy_source(f, wanted, click.echo)
 
 

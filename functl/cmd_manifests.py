@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from . import actions
+from .apiclient import api_options
+from .errors import UsageError
 from .options import (
     apply_options,
     bus_options,
@@ -97,10 +99,26 @@ def diff(ctx: click.Context, /, **given: Any) -> None:
 @cluster_options
 @click.option("--dry-run", is_flag=True, default=None, help="show what would be deleted")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@api_options
 @click.pass_context
-def delete(ctx: click.Context, /, function: str | None, yes: bool, **given: Any) -> None:
+def delete(
+    ctx: click.Context,
+    /,
+    function: str | None,
+    yes: bool,
+    api_url: str | None,
+    api_key: str | None,
+    **given: Any,
+) -> None:
     """Delete every object of the release, or of its FUNCTION only. Messages on the bus
-    are kept."""
+    are kept. With --api URL: FUNCTION through the functions API of functl serve/dev."""
+    if api_url:
+        from . import apiclient
+
+        if not function:
+            raise UsageError("--api deletes one FUNCTION: name it")
+        apiclient.delete(api_url, api_key, function, click.echo)
+        return
     f = flags(ctx, **given)
     what = f"function {function} of release" if function else "release"
     if not (yes or f.dry_run):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import gwroutes
 from .kube import DELETE_ORDER, KINDS, Obj, ref
 from .naming import (
     CHANNEL_ANNOTATION,
@@ -154,6 +155,11 @@ def apply_all(
     """Server-side apply every object, then prune what left the release (with
     ``function``: only that function's leftovers, as ``functl deploy PATH`` does)."""
     changes: list[Change] = []
+    deployments = [o for o in objects if o.get("kind") == "Deployment"]
+    # the functions that stay as they are: not re-applied here, and not pruned by it
+    names = {gwroutes.function_name(d) for d in deployments}
+    kept = [] if prune and function is None else live_deployments(cluster, release)
+    gwroutes.check_free(deployments, [d for d in kept if gwroutes.function_name(d) not in names])
     for obj in objects:
         before = cluster.get(*key(obj))
         after = cluster.apply(obj, dry_run=dry_run, force=force)
@@ -164,6 +170,8 @@ def apply_all(
             deleted = cluster.delete(*key(obj), dry_run=dry_run)
             changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
             progress(changes[-1])
+    gone = {c.ref for c in changes if c.action in ("deleted", "gone")}
+    changes.extend(sync_routes(cluster, release, deployments, gone, dry_run, progress))
     return changes
 
 
@@ -182,11 +190,13 @@ def diff_all(
         live = cluster.get(*key(obj))
         merged = cluster.apply(obj, dry_run=True, force=force)
         parts.append(unified(live, merged, ref(obj)))
-    if prune:
-        parts.extend(
-            unified(obj, None, ref(obj))
-            for obj in prunable(live_objects(cluster, release), objects)
-        )
+    pruned = prunable(live_objects(cluster, release), objects) if prune else []
+    parts.extend(unified(obj, None, ref(obj)) for obj in pruned)
+    deployments = [o for o in objects if o.get("kind") == "Deployment"]
+    routes, any_left = routes_configmap(cluster, release, deployments, {ref(o) for o in pruned})
+    live_routes = cluster.get(*key(routes))
+    after = cluster.apply(routes, dry_run=True, force=force) if any_left else None
+    parts.append(unified(live_routes, after, ref(routes)))
     return "".join(parts)
 
 
@@ -205,7 +215,51 @@ def delete_all(
         deleted = cluster.delete(*key(obj), dry_run=dry_run)
         changes.append(Change(ref(obj), "deleted" if deleted else "gone", dry_run))
         progress(changes[-1])
+    gone = {c.ref for c in changes}
+    changes.extend(sync_routes(cluster, release, [], gone, dry_run, progress))
     return changes
+
+
+def live_deployments(cluster: ClusterLike, release: str) -> list[Obj]:
+    return [d for d in cluster.list("Deployment", release_selector(release)) if ours(d)]
+
+
+def routes_configmap(
+    cluster: ClusterLike, release: str, applied: Sequence[Mapping[str, Any]], gone: set[str]
+) -> tuple[Obj, bool]:
+    """The release's routes ConfigMap (gwroutes.py) as its live Deployments make it once
+    ``applied`` and ``gone`` (refs) took effect, and whether any function is left."""
+    by_ref = {ref({**d, "kind": "Deployment"}): d for d in live_deployments(cluster, release)}
+    by_ref.update({ref(d): dict(d) for d in applied})
+    left = [d for r, d in by_ref.items() if r not in gone]
+    namespace = next((d["metadata"].get("namespace") for d in left), None)
+    return gwroutes.configmap(release, namespace, gwroutes.table(left)), bool(left)
+
+
+def sync_routes(
+    cluster: ClusterLike,
+    release: str,
+    applied: Sequence[Mapping[str, Any]],
+    gone: set[str],
+    dry_run: bool = False,
+    progress: Progress = lambda c: None,
+) -> list[Change]:
+    """Apply the routes ConfigMap :func:`routes_configmap` makes (also in a dry run);
+    delete it when no function is left."""
+    wanted, any_left = routes_configmap(cluster, release, applied, gone)
+    before = cluster.get(*key(wanted))
+    if not any_left:
+        if before is None:
+            return []
+        deleted = cluster.delete(*key(wanted), dry_run=dry_run)
+        change = Change(ref(wanted), "deleted" if deleted else "gone", dry_run)
+    else:
+        after = cluster.apply(wanted, dry_run=dry_run)
+        change = Change(ref(wanted), classify(before, after), dry_run)
+    if change.action == "unchanged":
+        return []
+    progress(change)
+    return [change]
 
 
 def deployed_functions(cluster: ClusterLike, release: str | None) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@ machine, in one command.
 
 Python functions (``handler:``) run in this process as :class:`~kubefuncs.runtime.Runtime`
 objects on one event loop with the gateway app; by default they all share an embedded
-in-process memory bus. Functions that run a ``command:`` (another language) are separate
+in-process memory bus. Functions that run a ``command:`` (another language) and Node
+``source:`` functions (the stock Node runtime on the source path: devnode.py) are separate
 processes and need a real bus, so they start only with ``--bus valkey://...``.
 """
 
@@ -31,7 +32,7 @@ from kubefuncs.settings import Settings
 from kubefuncs.transport import Transport, from_url
 from kubefuncs.wire import HttpResponse
 
-from . import devdeps, quick, source
+from . import devdeps, devnode, quick, source
 from . import spec as specs
 from .actions import Flags
 from .errors import UsageError
@@ -73,14 +74,27 @@ def function_env(spec: Spec, fn: Function, bus_url: str) -> dict[str, str]:
     return env
 
 
-def plan(spec: Spec, bus_url: str, addr: str, base_env: Mapping[str, str]) -> Plan:
-    """Sort the functions into in-process handlers, subprocesses and ones that cannot run."""
+def plan(
+    spec: Spec,
+    bus_url: str,
+    addr: str,
+    base_env: Mapping[str, str],
+    node_deps: Mapping[str, Path] | None = None,
+) -> Plan:
+    """Sort the functions into in-process handlers, subprocesses and ones that cannot run.
+    ``node_deps``: the installed dependencies of Node source functions, by name."""
     memory = bus_url.startswith("memory:")
     handlers, commands, skipped = [], [], []
     for fn in spec.functions:
         env = function_env(spec, fn, bus_url)
         if fn.source is not None and fn.source.runtime == "node":
-            skipped.append((fn.name, "is a Node source function, which functl dev does not run"))
+            why = devnode.why_not(fn, base_env, memory)
+            if why is not None:
+                skipped.append((fn.name, why))
+                continue
+            env.update(devnode.runtime_env(fn, base_env, (node_deps or {}).get(fn.name)))
+            node_argv = ("node", str(devnode.runtime(base_env)))
+            commands.append(Command(fn.name, node_argv, {**base_env, **env}))
         elif fn.handler is not None:
             handlers.append((fn, env))
         elif fn.command is None:
@@ -130,6 +144,8 @@ async def run(spec: Spec, dev_plan: Plan, echo: Echo, stop: asyncio.Event) -> No
         bus_url=dev_plan.bus_url,
         addr=dev_plan.addr,
         access_log=True,
+        routes_file="",  # the routes are the spec's (and the API's: console/devcatalog.py)
+        function_routes_file="",
     )
     table = from_dicts(
         spec.routes(), settings.timeout_s, Publish(dev_plan.topics, "none"), file=spec.file
@@ -145,7 +161,7 @@ async def run(spec: Spec, dev_plan: Plan, echo: Echo, stop: asyncio.Event) -> No
         ]
     app = create_app(settings, table, transport=transport)
     async with (
-        _console(spec, dev_plan, transport, runtimes, echo),
+        _console(spec, dev_plan, transport, runtimes, echo, app),
         _processes(dev_plan.commands, echo) as procs,
     ):
         tasks = [asyncio.create_task(r.run()) for r in runtimes]
@@ -189,14 +205,22 @@ async def _serve(
 
 @contextlib.asynccontextmanager
 async def _console(
-    spec: Spec, dev_plan: Plan, transport: Transport, runtimes: list[Runtime], echo: Echo
+    spec: Spec,
+    dev_plan: Plan,
+    transport: Transport,
+    runtimes: list[Runtime],
+    echo: Echo,
+    app: web.Application,
 ) -> AsyncIterator[None]:
-    """The dashboard (functl/console) over the local functions, unless its port is taken."""
+    """The dashboard (functl/console) over the local functions, unless its port is taken;
+    functions deployed through it get routes on the gateway ``app``."""
+    from kubefuncs.gateway.app import GATEWAY
+
     from .console.local import serving
 
     registries = {r.fn.name: r.metrics.registry for r in runtimes}
     addr, bus = dev_plan.console_addr, dev_plan.bus_url
-    async with serving(spec.file, transport, registries, addr, bus, echo):
+    async with serving(spec.file, transport, registries, addr, bus, echo, app[GATEWAY]):
         yield
 
 
@@ -266,12 +290,16 @@ def dev_main(
     for folder in reversed(import_folders(spec, path)):
         if folder not in sys.path:
             sys.path.insert(0, folder)
+    node_deps = {}
     for fn in spec.functions:
         deps = devdeps.install(fn, os.environ)
         if deps is not None:
             echo(f"functl dev: {fn.name}: requirements from {deps}")
             sys.path.insert(1, str(deps))
-    dev_plan = plan(spec, bus_url, f"{host}:{port}", os.environ)
+        if not bus_url.startswith("memory:") and (found := devnode.install(fn, os.environ)):
+            echo(f"functl dev: {fn.name}: package.json dependencies from {found}")
+            node_deps[fn.name] = found
+    dev_plan = plan(spec, bus_url, f"{host}:{port}", os.environ, node_deps)
     if console_port:
         dev_plan = replace(dev_plan, console_addr=f"{host}:{console_port}")
     for line in banner(spec, dev_plan):

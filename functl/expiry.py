@@ -86,13 +86,29 @@ def janitor(spec: Spec, target: Target, image: str | None, doomed: list[Obj]) ->
     name = object_name(target, JANITOR)
     meta = _meta(target, name)
     names = sorted({o["metadata"]["name"] for o in doomed})
-    rules = [
-        {"apiGroups": [group], "resources": [plural], "verbs": ["get", "list"]}
-        for group, plural in _RESOURCES
-    ] + [
-        {"apiGroups": [group], "resources": [plural], "verbs": ["delete"], "resourceNames": names}
-        for group, plural in _RESOURCES
-    ]
+    rules = (
+        [
+            {"apiGroups": [group], "resources": [plural], "verbs": ["get", "list"]}
+            for group, plural in _RESOURCES
+        ]
+        + [
+            {
+                "apiGroups": [group],
+                "resources": [plural],
+                "verbs": ["delete"],
+                "resourceNames": names,
+            }
+            for group, plural in _RESOURCES
+        ]
+        + [
+            {  # the routes of the functions it deletes leave the gateway's routes (gwroutes.py)
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "verbs": ["patch", "delete"],
+                "resourceNames": [object_name(target, "routes")],
+            }
+        ]
+    )
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
         {

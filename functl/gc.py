@@ -63,6 +63,11 @@ def collect(
         gone = cluster.delete(*deploy.key(obj), dry_run=dry_run)
         changes.append(deploy.Change(ref(obj), "deleted" if gone else "gone", dry_run))
         progress(str(changes[-1]))
+    if changes:
+        refs = {c.ref for c in changes}
+        changes += deploy.sync_routes(
+            cluster, release, [], refs, dry_run, lambda c: progress(str(c))
+        )
     return changes, doomed
 
 

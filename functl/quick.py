@@ -7,7 +7,8 @@ decorator, the flags, or the file name. The entry then goes through the same val
 as a written functions.yaml (:func:`kubefuncs.functl.spec.loads`).
 
 Finding the handler imports the module: whatever it does at import time runs (the same
-happens when the runtime starts it).
+happens when the runtime starts it). A Node source is read the same way by ``node``
+(nodedecl.py): its exported handlers' ``kubefuncs`` declarations.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from . import source
+from . import nodedecl, source
 from . import spec as specs
 from .errors import UsageError
 from .model import Spec
@@ -143,7 +144,7 @@ def entry(path: Path, given: Given) -> dict[str, Any]:
         handler, obj = find_handler(path, given.handler)
         declared = declarations_of(obj)
     else:
-        handler = given.handler or f"{path.stem if path.is_file() else 'index'}:handle"
+        handler, declared = find_node_handler(path, given.handler)
     name = given.name or declared.pop("name", None) or dns_name(path.stem)
     item: dict[str, Any] = {
         "name": name,
@@ -177,6 +178,17 @@ def declarations_of(obj: Any) -> dict[str, Any]:
     if declared:
         out.update(declared)
     return out
+
+
+def api_entry(path_text: str, given: Given) -> dict[str, Any]:
+    """The functions.yaml entry ``functl deploy PATH --api URL`` sends: the source as an
+    absolute path, which the API reads on its own machine (functl dev: this one)."""
+    path = Path(path_text).resolve()
+    if not path.exists():
+        raise UsageError(f"{path_text}: no such file or directory")
+    item = entry(path, given)
+    item["source"] = str(path)
+    return item
 
 
 def spec_for(path_text: str, given: Given, functions_file: str | None = None) -> Spec:
@@ -231,18 +243,54 @@ def split_list(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
+def find_node_handler(path: Path, attr: str | None) -> tuple[str, dict[str, Any]]:
+    """(KF_HANDLER, declaration) of a Node source: ``attr`` (an export, or module:export),
+    else its one declared export, else ``handle`` of the file (index.js of a folder)."""
+    found = nodedecl.discover(path)
+    if attr:
+        hits = [(h, d) for h, d in found if attr in (h, h.split(":")[1])]
+        if len(hits) == 1:
+            return hits[0]
+        return (attr if ":" in attr else f"{_node_module(path)}:{attr}"), {}
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        names = ", ".join(h for h, _ in found)
+        raise UsageError(f"{path} declares several functions ({names}): pass --handler NAME")
+    return f"{_node_module(path)}:handle", {}
+
+
+def _node_module(path: Path) -> str:
+    if path.is_dir():
+        return "index"
+    return path.stem if path.suffix == ".js" else path.name
+
+
 def declared_entries(path: Path, source_field: str) -> list[dict[str, Any]]:
-    """A functions.yaml entry per ``@function`` of the source, from its declarations."""
+    """A functions.yaml entry per ``@function`` (Node: per declared export) of the
+    source, from its declarations."""
+    if infer_runtime(path) == "node":
+        hint = "declares no function: export a handler with declare(options, handler)"
+        return _entries(path, source_field, nodedecl.discover(path), hint)
+    found = [(handler, declarations_of(fn)) for handler, fn in discover(path)]
+    return _entries(
+        path, source_field, found, "defines no @function: decorate the handlers to declare them"
+    )
+
+
+def _entries(
+    path: Path, source_field: str, found: list[tuple[str, dict[str, Any]]], none: str
+) -> list[dict[str, Any]]:
     out = []
-    for handler, fn in discover(path):
-        declared = declarations_of(fn)
+    for handler, declared in found:
+        declared = dict(declared)
         name = declared.pop("name", None) or dns_name(handler.split(":")[1])
         topic = declared.pop("topic", None) or name
         out.append(
             {"name": name, "topic": topic, "source": source_field, "handler": handler, **declared}
         )
     if not out:
-        raise UsageError(f"{path} defines no @function: decorate the handlers to declare them")
+        raise UsageError(f"{path} {none}")
     return out
 
 

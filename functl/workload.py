@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from . import source
+from . import gwroutes, source
 from .model import HEALTH_PORT, Function, Spec
 from .naming import Obj, Target, labels, metadata, object_name, selector
 
@@ -21,7 +21,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(target, name, fn, "function"),
+        "metadata": _with_routes(metadata(target, name, fn, "function"), spec, fn),
         "spec": {
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": pod_selector},
@@ -43,6 +43,13 @@ def deployment(
             },
         },
     }
+
+
+def _with_routes(meta: Obj, spec: Spec, fn: Function) -> Obj:
+    """The Deployment's metadata with its routes for the gateway (gwroutes.py): on the
+    Deployment, not its pods, so a route change does not roll them."""
+    meta["annotations"].update(gwroutes.annotation(spec, fn))
+    return meta
 
 
 def function_pod(

@@ -10,14 +10,14 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 
 from aiohttp import web
 from kubefuncs import tracing
 from kubefuncs.errors import ConfigError
 from kubefuncs.logs import configure
 
-from . import routes
-from .app import GATEWAY, create_app
+from .app import GATEWAY, create_app, route_files
 from .frontdoor import FrontDoorRunner
 from .routes import RouteTable
 from .settings import GatewaySettings
@@ -27,12 +27,15 @@ log = logging.getLogger("kubefuncs.gateway")
 
 def prepare(argv: list[str], env: Mapping[str, str]) -> tuple[GatewaySettings, RouteTable]:
     settings = GatewaySettings.from_env(env)
-    path = argv[0] if argv else settings.routes_file
-    if not path:
+    settings = replace(settings, routes_file=argv[0] if argv else settings.routes_file)
+    if not settings.routes_file and not settings.function_routes_file:
         raise ConfigError(
-            "KF_GATEWAY_ROUTES", "is not set: point it at a routes YAML file (or pass the path)"
+            "KF_GATEWAY_ROUTES",
+            "is not set: point it at a routes YAML file (or pass the path), "
+            "or set KF_GATEWAY_FUNCTION_ROUTES",
         )
-    return settings, routes.load(path, settings.timeout_s)
+    files = route_files(settings)
+    return settings, files.table(files.read())
 
 
 async def serve(app: web.Application, settings: GatewaySettings) -> None:

@@ -26,6 +26,7 @@ from .frontdoor import refuse_bad_requests
 from .metrics import GatewayMetrics
 from .proxy import Gateway
 from .ratelimit import Command, Limiter, MemoryLimiter, ValkeyLimiter
+from .reload import RouteFiles, watch
 from .routes import RouteTable
 from .settings import GatewaySettings
 
@@ -57,7 +58,9 @@ def create_app(
     )
     app[GATEWAY] = gateway
     app[OWNS_TRANSPORT] = owned
-    app.cleanup_ctx.extend([_bus_ctx, _calls_ctx, _maintain_ctx, _session_ctx, _auth_ctx])
+    app.cleanup_ctx.extend(
+        [_bus_ctx, _calls_ctx, _maintain_ctx, _reload_ctx, _session_ctx, _auth_ctx]
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -139,6 +142,30 @@ async def _maintain_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     every = gateway.settings.maintain_interval_s
     task = asyncio.create_task(_maintain(gateway.transport, every)) if every > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def route_files(settings: GatewaySettings) -> RouteFiles:
+    return RouteFiles(settings.routes_file, settings.function_routes_file, settings.timeout_s)
+
+
+async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Re-read the routes files when they change (reload.py), when there are files."""
+    gateway = app[GATEWAY]
+    settings, files = gateway.settings, route_files(gateway.settings)
+    task = None
+    if settings.routes_reload_s > 0 and (files.main or files.functions):
+
+        def install(new: RouteTable) -> None:
+            check(settings, new)
+            gateway.table = new
+
+        seen = files.read()  # what the table in use was built from (prepare read it)
+        task = asyncio.create_task(watch(files, settings.routes_reload_s, install, seen))
     yield
     if task is not None:
         task.cancel()

@@ -21,6 +21,9 @@ class GatewaySettings:
     bus_url: str = "valkey://localhost:6379/0"
     bus_password: str | None = None
     routes_file: str = ""
+    # the functions' routes (the <release>-routes ConfigMap functl keeps): reload.py
+    function_routes_file: str = ""
+    routes_reload_s: float = 2.0  # re-read both routes files this often when changed; 0 = off
     addr: str = "0.0.0.0:8080"
     timeout_s: float = 30.0  # default reply timeout of routes that set none
     max_body_bytes: int = 1024 * 1024
@@ -70,6 +73,8 @@ ENV_NAMES = {
     "bus_url": "KF_BUS_URL",
     "bus_password": "KF_BUS_PASSWORD",
     "routes_file": "KF_GATEWAY_ROUTES",
+    "function_routes_file": "KF_GATEWAY_FUNCTION_ROUTES",
+    "routes_reload_s": "KF_GATEWAY_ROUTES_RELOAD_S",
     "addr": "KF_GATEWAY_ADDR",
     "timeout_s": "KF_GATEWAY_TIMEOUT_S",
     "max_body_bytes": "KF_GATEWAY_MAX_BODY_BYTES",
@@ -143,6 +148,7 @@ _PARSERS: dict[str, envparse.Parser] = {
     "bus_password": envparse.optional,
     "addr": envparse.address(allow_empty=False),
     "timeout_s": envparse.number(float, 0.001, "a number of seconds"),
+    "routes_reload_s": envparse.number(float, 0, "a number of seconds (0: off)"),
     "max_body_bytes": envparse.number(int, 0, "an integer number of bytes"),
     "max_in_flight": envparse.number(int, 1, "an integer"),
     "result_ttl_s": envparse.number(float, 1, "a number of seconds"),

@@ -522,4 +522,6 @@ async function main() {
 
 if (require.main === module) main();
 
-module.exports = { handle, loadHandler, openBus, settingsFromEnv, toHttpResponse, LifespanFailed, Runtime };
+const { declare } = require('./declare');
+
+module.exports = { declare, handle, loadHandler, openBus, settingsFromEnv, toHttpResponse, LifespanFailed, Runtime };

@@ -16,7 +16,7 @@ import yaml
 
 from .. import deploy, render, spec
 from ..errors import FunctlError, SpecError
-from ..kube import DELETE_ORDER, Cluster
+from ..kube import DELETE_ORDER, Cluster, ref
 from ..model import Function, Spec
 from ..naming import CHANNEL_ANNOTATION, NAME, TOPIC_ANNOTATION, Target, release_selector
 
@@ -219,11 +219,14 @@ class ClusterCatalog:
         if not live:
             raise NotFound(f"no function {name!r} in release {self.target.release}")
         gone = sorted(live, key=lambda o: DELETE_ORDER.index(str(o["kind"])))
-        return [
+        lines = [
             f"{o['kind']}/{o['metadata']['name']} "
             + ("deleted" if self.cluster.delete(*deploy.key(o)) else "gone")
             for o in gone
         ]
+        refs = {ref(o) for o in gone}  # their routes leave the gateway's (gwroutes.py)
+        routes = deploy.sync_routes(self.cluster, self.target.release, [], refs)
+        return lines + [str(c) for c in routes]
 
     def _objects(self, name: str) -> list[dict[str, Any]]:
         selector = {**release_selector(self.target.release), NAME: name}

@@ -18,6 +18,7 @@ from .devcatalog import DevCatalog
 from .settings import ServeSettings
 
 if TYPE_CHECKING:
+    from kubefuncs.gateway.proxy import Gateway
     from kubefuncs.transport import Transport
 
 DEV_SCRAPE_S = 2.0
@@ -35,6 +36,7 @@ async def serving(
     addr: str,
     bus_url: str,
     echo: Callable[[str], None],
+    gateway: Gateway | None = None,
 ) -> AsyncIterator[None]:
     """Serve the console on ``addr`` (no auth: it binds where the dev gateway does); when
     ``addr`` is "" or its port is taken, say so and run without it."""
@@ -45,7 +47,8 @@ async def serving(
     local: dict[str, Callable[[], str]] = {
         name: functools.partial(_text, r) for name, r in registries.items()
     }
-    catalog = DevCatalog(path, transport, bus_url, local, asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    catalog = DevCatalog(path, transport, bus_url, local, loop, gateway)
     app = create_app(settings, catalog, bus_url=bus_url, transport=transport, local_metrics=local)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

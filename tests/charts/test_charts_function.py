@@ -48,6 +48,11 @@ def _walk(node: Any) -> None:
             labels.pop("helm.sh/chart", None)
             if labels.get("app.kubernetes.io/managed-by") in ("Helm", "functl"):
                 labels["app.kubernetes.io/managed-by"] = "<manager>"
+        annotations = node.get("annotations")
+        if isinstance(annotations, dict):
+            # functl's note for its routes ConfigMap (functl/gwroutes.py): a Helm release
+            # gives the gateway its routes through the gateway chart's routes: instead
+            annotations.pop("kubefuncs.io/routes", None)
         if isinstance(node.get("env"), list):
             node["env"].sort(key=lambda v: v["name"])
         for value in node.values():

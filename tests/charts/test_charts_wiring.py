@@ -206,3 +206,27 @@ def test_a_jwt_public_key_secret_is_mounted_where_the_gateway_reads_it() -> None
     assert env["KF_GATEWAY_JWKS_URL"] == "https://auth.example.com/.well-known/jwks.json"
     plain = {k: v for k, v in env.items() if isinstance(v, str)}
     assert GatewaySettings.from_env(plain).auth_failures_per_min == 60
+
+
+def test_the_gateway_mounts_the_routes_functl_keeps_and_re_reads_them() -> None:
+    from kubefuncs.functl import gwroutes
+    from kubefuncs.functl.naming import Target, object_name
+
+    # Given the gateway chart with its defaults (the functl release is the Helm release)
+    deployment = find(render("gateway"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    env = container_env(deployment)
+    # Then the ConfigMap functl writes for that release is mounted as a directory (no
+    # subPath, so the kubelet updates it), optional (no function deployed yet) ...
+    volume = next(v for v in pod["volumes"] if v["name"] == "function-routes")
+    name = object_name(Target("any", RELEASE), gwroutes.COMPONENT_ROUTES)
+    assert volume["configMap"] == {"name": name, "optional": True}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "function-routes")
+    assert "subPath" not in mount
+    # ... where the gateway reads its function routes, re-read every 2 s
+    assert env["KF_GATEWAY_FUNCTION_ROUTES"] == f"{mount['mountPath']}/{gwroutes.ROUTES_KEY}"
+    assert env["KF_GATEWAY_ROUTES_RELOAD_S"] == "2"
+    # and with functionRoutes.release "" there is none
+    off = find(render("gateway", sets=("functionRoutes.release=",)), "Deployment")
+    assert "KF_GATEWAY_FUNCTION_ROUTES" not in container_env(off)
+    assert all(v["name"] != "function-routes" for v in off["spec"]["template"]["spec"]["volumes"])

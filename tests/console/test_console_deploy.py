@@ -194,3 +194,23 @@ async def test_updating_a_function_that_is_not_there_is_a_404(api: tuple[Api, Tr
     client, _ = api
     status, body = await client.call("PUT", "/api/v1/functions/{name}", name="orders", json=NEW)
     assert (status, body["error"]) == (404, "not_found")
+
+
+async def test_a_deploy_with_a_route_reaches_the_gateway_and_a_delete_removes_it(
+    api: tuple[Api, Transport], kube: FakeKube
+) -> None:
+    from kubefuncs.gateway.routes import loads
+
+    client, _ = api
+    routes = ("configmaps", "fns", "demo-routes")
+    # When a function with a route is deployed through the API
+    status, body = await client.call("POST", "/api/v1/functions", json={**NEW, "routes": "/o/"})
+    assert status == 201, body
+    # Then the release's routes file (the gateway's, gwroutes.py) routes it
+    assert "configmap/demo-routes created" in body["changes"]
+    table = loads(kube.objects[routes]["data"]["routes.yaml"])
+    assert [(r.prefix, r.topic) for r in table.routes] == [("/o/", "orders")]
+    # When it is deleted Then no function is left, and neither is the routes ConfigMap
+    status, body = await client.call("DELETE", "/api/v1/functions/{name}", name="orders")
+    assert status == 200, body
+    assert routes not in kube.objects

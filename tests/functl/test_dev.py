@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -151,3 +152,63 @@ async def _post_until(url: str, body: bytes, timeout_s: float = 20.0) -> str:
                 if r.status == 200:
                     return await r.text()
             await asyncio.sleep(0.2)
+
+
+SHOUT_FILES = {
+    "shout/package.json": '{"name": "shout", "version": "1.0.0", "dependencies": '
+    '{"kf-tiny-shout": "file:TARBALL"}}\n',
+    "shout/index.js": "const shout = require('kf-tiny-shout');\n"
+    "exports.handle = async (request) => ({\n"
+    "  status: 200,\n"
+    "  headers: { 'content-type': 'text/plain' },\n"
+    "  body: Buffer.from(shout(Buffer.from(request.body).toString('utf8'))),\n"
+    "});\n",
+}
+
+
+def tiny_npm_package(folder: Path) -> Path:
+    """A one-file npm package as a tarball (what `npm pack` makes): no registry needed."""
+    import io
+    import tarfile
+
+    tarball = folder / "kf-tiny-shout-1.0.0.tgz"
+    files = {
+        "package/package.json": b'{"name": "kf-tiny-shout", "version": "1.0.0"}',
+        "package/index.js": b"module.exports = (s) => s.toUpperCase() + '!';\n",
+    }
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return tarball
+
+
+@pytest.mark.real
+def test_functl_dev_runs_a_node_source_function_with_its_dependencies(
+    valkey_server: ServerProcess, tmp_path: Path
+) -> None:
+    # Given a Node source folder whose package.json needs a package (a local tarball)
+    tarball = tiny_npm_package(tmp_path)
+    for name, text in SHOUT_FILES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text.replace("TARBALL", str(tarball)))
+    (tmp_path / "functions.yaml").write_text(
+        "version: 1\nbus: {url: 'valkey://valkey:6379/0'}\nfunctions:\n"
+        "  - {name: shout, source: shout, handler: 'index:handle', topic: shout, routes: /shout/}\n"
+    )
+    port = free_port()
+    bus = f"valkey://127.0.0.1:{valkey_server.port}/0?prefix=devnodesrc{port}"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "npm_config_cache": str(tmp_path / "npm")}
+    args = ["kubefuncs.functl", "dev", str(tmp_path / "functions.yaml"), "--console-port", "0"]
+    dev = Proc([*args, "--port", str(port), "--bus", bus], env)
+    try:
+        # When functl dev starts it (dependencies installed first) and its route is called
+        dev.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+        # Then the stock Node runtime, a real node process, answers through the gateway
+        assert asyncio.run(_post_until(f"http://127.0.0.1:{port}/shout/", b"hey")) == "HEY!"
+        assert "started shout: node " in dev.output()
+        assert "package.json dependencies from" in dev.output()
+        assert list((tmp_path / "cache").rglob("node_modules/kf-tiny-shout/index.js"))
+    finally:
+        assert dev.stop() == 0, dev.output()

@@ -27,7 +27,7 @@ def test_first_apply_creates_every_object_with_server_side_apply(
     changes = deploy.apply_all(cluster, rendered("valkey"), release="demo")
     # Then every object is created, through SSA PATCHes owned by the field manager functl
     assert set(actions(changes).values()) == {"created"}
-    assert len(kube.objects) == 14
+    assert len(kube.objects) == 14 + 1  # and the release's routes ConfigMap (gwroutes.py)
     for obj in kube.objects.values():
         assert [m["manager"] for m in obj["metadata"]["managedFields"]] == ["functl"]
     assert ("PATCH", "/apis/apps/v1/namespaces/fns/deployments/demo-hello") in kube.requests
@@ -158,7 +158,7 @@ def test_the_hpa_keda_generates_with_our_labels_is_never_pruned(
 def test_no_prune_keeps_removed_functions(kube: FakeKube, cluster: Cluster) -> None:
     deploy.apply_all(cluster, rendered("nsq"), release="demo")
     changes = deploy.apply_all(cluster, [], release="demo", prune=False)
-    assert changes == [] and len(kube.objects) == 6
+    assert changes == [] and len(kube.objects) == 6 + 1  # + the routes ConfigMap
 
 
 def test_dry_run_reports_but_persists_nothing(kube: FakeKube, cluster: Cluster) -> None:
@@ -237,7 +237,7 @@ def test_diff_shows_changes_and_pruned_objects_and_nothing_when_in_sync(
 def test_delete_removes_the_whole_release(kube: FakeKube, cluster: Cluster) -> None:
     deploy.apply_all(cluster, rendered("valkey"), release="demo")
     changes = deploy.delete_all(cluster, release="demo")
-    assert len(changes) == 14 and kube.objects == {}
+    assert len(changes) == 14 + 1 and kube.objects == {}  # the routes ConfigMap too
     assert deploy.delete_all(cluster, release="demo") == []
 
 

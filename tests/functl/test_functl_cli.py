@@ -157,7 +157,8 @@ def test_apply_reapply_diff_prune_delete_end_to_end(
     code, out, err = run(runner, "--apply", *flags, "--functions", NSQ)
     assert (code, err) == (0, "")
     assert "bus topic echo channel echo ready" in out and "deployment.apps/demo-echo created" in out
-    assert out.rstrip().endswith("release demo in namespace fns: 6 created")
+    assert "configmap/demo-routes created" in out  # the gateway's routes (gwroutes.py)
+    assert out.rstrip().endswith("release demo in namespace fns: 7 created")
     # Then re-applying changes nothing and diff agrees (exit 0)
     code, out, _ = run(runner, "apply", *flags, "-f", NSQ)
     assert code == 0 and out.rstrip().endswith("6 unchanged")

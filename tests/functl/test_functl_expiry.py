@@ -58,8 +58,15 @@ def test_the_janitor_may_delete_only_the_expiring_functions_objects(
     role = named(objects, "Role", "demo-janitor")
     deletable = {n for r in role["rules"] if "delete" in r["verbs"] for n in r["resourceNames"]}
     expiring = {o["metadata"]["name"] for o in objects if annotation(o)}
-    assert deletable == expiring and "demo-keep" not in deletable
-    assert all(r["verbs"] in (["get", "list"], ["delete"]) for r in role["rules"])
+    # and the release's routes ConfigMap, which it updates (or deletes with the last route)
+    assert deletable == expiring | {"demo-routes"} and "demo-keep" not in deletable
+    assert all(r["verbs"] in (["get", "list"], ["delete"]) for r in role["rules"][:-1])
+    assert role["rules"][-1] == {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["patch", "delete"],
+        "resourceNames": ["demo-routes"],
+    }
     # the Role covers exactly the kinds gc lists and deletes
     from kubefuncs.functl.kube import KINDS
 

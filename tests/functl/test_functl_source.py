@@ -246,7 +246,12 @@ def test_an_own_egress_rule_for_the_index_port_replaces_the_open_rule() -> None:
 
 
 def configmaps(kube: FakeKube) -> list[str]:
-    return sorted(name for (plural, _, name) in kube.objects if plural == "configmaps")
+    """The source ConfigMaps (not the release's routes one)."""
+    return sorted(
+        name
+        for (plural, _, name) in kube.objects
+        if plural == "configmaps" and not name.endswith("-routes")
+    )
 
 
 def test_apply_creates_the_configmap_and_prunes_the_old_one_after_a_change(
