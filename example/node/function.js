@@ -464,19 +464,49 @@ function serveHealth(addr, runtime) {
 
 // A source function (functl's source:): KF_HANDLER=module:export, module resolved in
 // KF_SOURCE_DIR (the ConfigMap functl mounts); without it, the upper-casing handle above.
-function loadHandler(env) {
+// CommonJS modules are required; ES modules (.mjs, or "type": "module") are imported.
+async function loadHandler(env) {
   if (!env.KF_HANDLER) return handle;
   const [mod, name] = env.KF_HANDLER.split(':');
   if (!mod || !name) throw new Error(`KF_HANDLER must look like module:export, got ${env.KF_HANDLER}`);
   const file = path.resolve(env.KF_SOURCE_DIR || process.cwd(), mod);
   let loaded;
   try {
-    loaded = require(file);
+    loaded = await loadModule(file);
   } catch (e) {
     throw new Error(`KF_HANDLER: cannot load ${file}: ${e.message}`);
   }
   if (typeof loaded[name] !== 'function') throw new Error(`KF_HANDLER: ${file} exports no function ${name}`);
   return loaded[name];
+}
+
+async function loadModule(file) {
+  const resolved = require.resolve(file);
+  if (!isEsModule(resolved)) return require(resolved);
+  const { pathToFileURL } = require('node:url');
+  const folders = (process.env.NODE_PATH || '').split(path.delimiter).filter(Boolean);
+  if (folders.length) {
+    require('node:module').register('./esm_paths.mjs', pathToFileURL(__filename), { data: { folders } });
+  }
+  return import(pathToFileURL(resolved).href);
+}
+
+// As Node decides: .mjs, or .js under a package.json with "type": "module".
+function isEsModule(file) {
+  if (file.endsWith('.mjs')) return true;
+  if (!file.endsWith('.js')) return false;
+  const fs = require('node:fs');
+  for (let dir = path.dirname(fs.realpathSync(file)); ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest)) {
+      try {
+        return JSON.parse(fs.readFileSync(manifest, 'utf8')).type === 'module';
+      } catch {
+        return false;
+      }
+    }
+    if (path.dirname(dir) === dir) return false;
+  }
 }
 
 function log(level, message, extra = {}) {
@@ -491,7 +521,7 @@ async function main() {
   let handler;
   try {
     settings = settingsFromEnv(process.env);
-    handler = loadHandler(process.env);
+    handler = await loadHandler(process.env);
   } catch (e) {
     process.stderr.write(`kubefuncs-node: ${e.message}\n`);
     process.exit(2);

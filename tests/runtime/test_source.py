@@ -216,8 +216,29 @@ module.exports.handle = async (payload) => `${payload}${suffix}:${encode(1).leng
 """
 
 
+ESM_HANDLER = """\
+import { encode } from '@msgpack/msgpack';
+import { suffix } from './lib/suffix.mjs';
+export const handle = async (payload) => `${payload}${suffix}:${encode(1).length}`;
+"""
+
+NODE_SOURCES = {
+    "commonjs": ({"handler.js": NODE_HANDLER, "lib/suffix.js": "module.exports.suffix = '!';\n"}, "handler"),
+    "es module": ({"handler.mjs": ESM_HANDLER, "lib/suffix.mjs": "export const suffix = '!';\n"}, "handler.mjs"),
+    "type module": (
+        {
+            "package.json": '{"type": "module"}\n',
+            "handler.js": ESM_HANDLER.replace("suffix.mjs", "suffix.js"),
+            "lib/suffix.js": "export const suffix = '!';\n",
+        },
+        "handler.js",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", list(NODE_SOURCES))
 async def test_the_node_runtime_loads_a_source_handler_from_a_configmap_style_mount(
-    valkey_url: str, tmp_path: Path
+    valkey_url: str, tmp_path: Path, kind: str
 ) -> None:
     from tests.conformance.functions import NODE_DIR, require_node_modules
     from tests.servers import require_binary
@@ -225,10 +246,8 @@ async def test_the_node_runtime_loads_a_source_handler_from_a_configmap_style_mo
     node = require_binary("node")
     require_node_modules()
     # Given a Node source mounted as a ConfigMap volume, its dependency in a deps folder
-    mount = configmap_mount(
-        tmp_path / "source",
-        {"handler.js": NODE_HANDLER, "lib/suffix.js": "module.exports.suffix = '!';\n"},
-    )
+    files, module = NODE_SOURCES[kind]
+    mount = configmap_mount(tmp_path / "source", files)
     port = free_port()
     url = f"{valkey_url}&{FAST}"
     env = {
@@ -237,7 +256,7 @@ async def test_the_node_runtime_loads_a_source_handler_from_a_configmap_style_mo
         "KF_TOPIC": "srcnode",
         "KF_HEALTH_ADDR": f"127.0.0.1:{port}",
         "KF_SOURCE_DIR": str(mount),
-        "KF_HANDLER": "handler:handle",
+        "KF_HANDLER": f"{module}:handle",
         "NODE_PATH": str(NODE_DIR / "node_modules"),
     }
     # When the stock Node runtime starts as functl runs it
