@@ -1,0 +1,193 @@
+"""The Valkey transport on a real Valkey Cluster: URL, key layout (one slot per topic),
+topics spread over the shards, and a master failover ridden out like a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from kubefuncs.errors import ConfigError, TransportError
+from kubefuncs.transport import Transport, from_url
+from kubefuncs.transport._valkey_cluster import ValkeyClusterTransport, seeds
+from kubefuncs.wire import new_id
+
+from tests.transport.conftest import maintained
+from tests.valkey_cluster import ValkeyCluster
+
+FAST = "visibility_timeout_s=0.5&block_ms=50&trim_interval_s=0"
+
+
+@pytest.mark.parametrize("scheme", ["valkey", "valkeys", "redis", "rediss"])
+def test_every_cluster_scheme_makes_a_cluster_transport(scheme: str) -> None:
+    t = from_url(f"{scheme}+cluster://127.0.0.1:7000,127.0.0.1:7001/?prefix=p")
+    assert isinstance(t, ValkeyClusterTransport)
+    assert t.keys.topic("orders") == "p:topic:{orders}"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("valkey+cluster://127.0.0.1:7000/3", "no database index"),
+        ("valkey+cluster:///", "names no cluster node"),
+        ("valkey+cluster://127.0.0.1:x,127.0.0.1:7001", "is not host:port"),
+        ("valkey+cluster://127.0.0.1", "is not host:port"),
+        ("valkey+cluster://127.0.0.1:7000/?prefix=a{b}", "must not contain braces"),
+    ],
+)
+def test_a_bad_cluster_url_is_refused_with_the_reason(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        from_url(url)
+
+
+def test_seeds_are_every_listed_node_and_the_password_stays_out() -> None:
+    url = "valkey+cluster://:secret@10.0.0.1:7000,10.0.0.2:7001/0"
+    assert seeds(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+    assert "secret" not in from_url(url).safe_url
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[Transport]:
+    t = from_url(url)
+    await t.connect()
+    try:
+        yield t
+    finally:
+        await t.close()
+
+
+@pytest.mark.real
+async def test_topics_spread_over_every_master(valkey_cluster: ValkeyCluster) -> None:
+    prefix = "spread" + new_id()[:6]
+    async with connected(f"{valkey_cluster.url}/?prefix={prefix}") as t:
+        topics = [f"topic-{i}" for i in range(30)]
+        for topic in topics:
+            await t.publish(topic, b"x")
+        assert isinstance(t, ValkeyClusterTransport)
+        owners = {valkey_cluster.master_of(t.keys.topic(topic)) for topic in topics}
+        for topic in topics:  # written where the cluster says the key lives
+            port = valkey_cluster.master_of(t.keys.topic(topic))
+            assert valkey_cluster.cli_out(port, "xlen", t.keys.topic(topic)).strip() == "1"
+    assert owners == set(valkey_cluster.master_ports())
+
+
+@pytest.mark.real
+async def test_every_key_of_a_topic_shares_its_slot(valkey_cluster: ValkeyCluster) -> None:
+    prefix = "slot" + new_id()[:6]
+    async with connected(f"{valkey_cluster.url}/?prefix={prefix}&{FAST}") as t:
+        assert isinstance(t, ValkeyClusterTransport)
+        sub = await t.subscribe("orders", "billing", max_in_flight=4)
+        await t.publish("orders", b"a")
+        await t.publish("orders", b"later", delay_s=30)
+        await t.publish_once("orders", b"b", key="k", window_s=60, id=new_id(), delay_s=30)
+        it = aiter(sub)
+        first = await asyncio.wait_for(anext(it), 5)
+        await first.retry(30)  # into the retry stream's delay set, acked with it
+        await t.publish("orders", b"c")
+        second = await asyncio.wait_for(anext(it), 5)
+        await second.dead_letter("poison")
+        keys = [k.decode() for k in await _all_keys(valkey_cluster, f"{prefix}:*")]
+        slots = {_slot(valkey_cluster, k) for k in keys if "{orders}" in k}
+        names = {k.split("{")[0] for k in keys if "{orders}" in k}
+        await sub.close()
+    assert len(slots) == 1, keys
+    assert {f"{prefix}:topic:", f"{prefix}:retry:", f"{prefix}:dead:", f"{prefix}:dedupe:"} <= names
+    assert f"{prefix}:delayed:{prefix}:topic:" in names
+    assert f"{prefix}:delayed:{prefix}:retry:" in names
+
+
+async def _all_keys(cluster: ValkeyCluster, pattern: str) -> list[bytes]:
+    out: list[bytes] = []
+    for port in cluster.master_ports():
+        out += [k.encode() for k in cluster.cli_out(port, "keys", pattern).split()]
+    return out
+
+
+def _slot(cluster: ValkeyCluster, key: str) -> int:
+    return int(cluster.cli_out(cluster.master_ports()[0], "cluster", "keyslot", key).strip())
+
+
+@pytest.mark.real
+async def test_delayed_entries_move_on_the_cluster_and_leave_the_index(
+    valkey_cluster: ValkeyCluster,
+) -> None:
+    prefix = "due" + new_id()[:6]
+    async with connected(f"{valkey_cluster.url}/?prefix={prefix}&{FAST}") as t:
+        sub = await t.subscribe("a", "c", max_in_flight=8)
+        for topic in ("a", "b", "c"):  # three delay sets, most likely on three shards
+            await t.publish(topic, topic.encode(), delay_s=0.2)
+        await t.publish_once("a", b"once", key="k", window_s=60, id=new_id(), delay_s=0.2)
+        async with maintained(t):
+            it = aiter(sub)
+            got = sorted([(await asyncio.wait_for(anext(it), 5)).body for _ in range(2)])
+            assert got == [b"a", b"once"]
+            index = f"{prefix}:delayed"
+            await _until(lambda: t.call("SCARD", index), 0)
+        await sub.close()
+
+
+async def _until(read: Any, want: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (got := await read()) != want:
+        assert time.monotonic() < deadline, f"still {got!r}, want {want!r}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.real
+async def test_a_master_failover_is_ridden_out_without_losing_a_message() -> None:
+    """SIGKILL the master of the topic's slot while publishing and consuming: the replica
+    takes over, the transport reconnects (not connected meanwhile), and every message whose
+    publish returned is delivered (at least once)."""
+    cluster = ValkeyCluster()
+    cluster.start()
+    try:
+        url = f"{cluster.url}/?prefix=fo&{FAST}"
+        async with connected(url) as producer, connected(url) as consumer:
+            assert isinstance(producer, ValkeyClusterTransport)
+            master = cluster.master_of(producer.keys.topic("jobs"))
+            sub = await consumer.subscribe("jobs", "work", max_in_flight=16)
+            seen: set[bytes] = set()
+            published: set[bytes] = set()
+            down: list[bool] = []
+
+            async def consume() -> None:
+                async for d in sub:
+                    seen.add(d.body)
+                    await d.ack()
+
+            async def publish(n: int) -> None:
+                for i in range(n):
+                    body = b"%d" % i
+                    while True:
+                        try:
+                            await producer.publish("jobs", body)
+                            break
+                        except TransportError:
+                            down.append(True)
+                            await asyncio.sleep(0.05)
+                    published.add(body)
+                    await asyncio.sleep(0.002)
+
+            reader = asyncio.create_task(consume())
+            writer = asyncio.create_task(publish(600))
+            await _until(lambda: _count(published), True, 10)
+            await asyncio.to_thread(cluster.failover, master)
+            await asyncio.wait_for(writer, 60)
+            deadline = time.monotonic() + 30
+            while not published <= seen:
+                assert time.monotonic() < deadline, f"{len(published - seen)} never delivered"
+                await asyncio.sleep(0.05)
+            assert producer.connected and consumer.connected
+            await sub.close()
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+    finally:
+        cluster.close()
+
+
+async def _count(published: set[bytes]) -> bool:
+    return len(published) >= 100
