@@ -178,7 +178,7 @@ class ValkeyTransport(Transport):
     async def connect(self) -> None:
         try:
             await self.redis.ping()
-        except (RedisError, OSError) as e:
+        except (RedisError, RedisClusterException, OSError) as e:
             self.mark(False)
             raise TransportError(f"cannot reach the bus at {self.safe_url}: {e}") from e
         self.mark(True)

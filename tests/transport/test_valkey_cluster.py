@@ -49,6 +49,18 @@ def test_seeds_are_every_listed_node_and_the_password_stays_out() -> None:
     assert "secret" not in from_url(url).safe_url
 
 
+async def test_an_unreachable_cluster_is_a_transport_error_not_a_crash() -> None:
+    t = from_url("valkey+cluster://127.0.0.1:1,127.0.0.1:2")
+    try:
+        with pytest.raises(TransportError, match="cannot reach the bus"):
+            await t.connect()
+        with pytest.raises(TransportError, match="unreachable"):
+            await t.publish("x", b"y")
+        assert not t.connected
+    finally:
+        await t.close()
+
+
 @contextlib.asynccontextmanager
 async def connected(url: str) -> AsyncIterator[Transport]:
     t = from_url(url)
