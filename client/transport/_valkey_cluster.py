@@ -94,21 +94,51 @@ def _shown(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-class _Cluster(RedisCluster):
-    """RedisCluster that finds the slot of XREADGROUP and BLMPOP itself: redis-py asks a
-    node (COMMAND GETKEYS, one more round trip) for every command with movable keys, and
-    those are the consumers' hottest commands."""
+# commands of this transport whose one key (or first of keys of one slot) is the first
+# argument: their slot is that key's, found here without redis-py's generic look-up
+FIRST_KEY = frozenset(
+    b"XACK XADD XAUTOCLAIM XCLAIM XPENDING XRANGE XLEN XDEL XTRIM ZADD ZCARD ZRANGE SADD "
+    b"SREM SMEMBERS SCARD GET SET DEL EXISTS LPOP RPUSH PEXPIRE TYPE".split()
+)
+SLOT_CACHE_SIZE = 10_000
 
-    async def _determine_slot(self, command: str, *args: Any) -> int:
-        name = command.upper() if isinstance(command, str) else command.decode().upper()
-        if name in ("XREADGROUP", "XREAD"):
-            words = [a.upper() if isinstance(a, str) else a for a in args]
-            if "STREAMS" in words:
-                at = words.index("STREAMS") + 1
-                return self.keyslot(args[at])
-        if name == "BLMPOP" and len(args) > 2:
-            return self.keyslot(args[2])
-        return await super()._determine_slot(command, *args)
+
+class _Cluster(RedisCluster):
+    """RedisCluster that finds the slot of this transport's commands itself: redis-py asks
+    a node (COMMAND GETKEYS, one more round trip) for every command with movable keys
+    (XREADGROUP, BLMPOP), and its generic look-up costs tens of microseconds a command on
+    the hot paths (XACK, XADD, EVAL). The key -> slot results are cached (keys repeat)."""
+
+    _slots: dict[Any, int]
+
+    async def _determine_slot(self, command: Any, *args: Any) -> int:
+        key = _first_key(command, args)
+        if key is None:
+            slot_of: int = await super()._determine_slot(command, *args)
+            return slot_of
+        cache = self.__dict__.setdefault("_slots", {})
+        slot = cache.get(key)
+        if slot is None:
+            if len(cache) >= SLOT_CACHE_SIZE:
+                cache.clear()
+            slot = cache[key] = self.keyslot(key)
+        return slot
+
+
+def _first_key(command: Any, args: tuple[Any, ...]) -> Any:
+    """The key that decides the slot of ``command args``, or None to ask redis-py."""
+    name = (command.encode() if isinstance(command, str) else bytes(command)).upper()
+    if name in FIRST_KEY and args:
+        return args[0]
+    if name in (b"EVAL", b"EVALSHA") and len(args) > 2 and int(args[1]) > 0:
+        return args[2]  # the scripts' keys share a slot (a server refuses them otherwise)
+    if name in (b"XREADGROUP", b"XREAD"):
+        words = [a.upper() if isinstance(a, str) else a for a in args]
+        if "STREAMS" in words:
+            return args[words.index("STREAMS") + 1]
+    if name == b"BLMPOP" and len(args) > 2:
+        return args[2]
+    return None
 
 
 def cluster_client(url: str, password: str | None) -> RedisCluster:
