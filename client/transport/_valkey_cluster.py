@@ -116,7 +116,7 @@ class _Cluster(RedisCluster):
         if key is None:
             slot_of: int = await super()._determine_slot(command, *args)
             return slot_of
-        cache = self.__dict__.setdefault("_slots", {})
+        cache: dict[Any, int] = self.__dict__.setdefault("_slots", {})
         slot = cache.get(key)
         if slot is None:
             if len(cache) >= SLOT_CACHE_SIZE:
