@@ -24,7 +24,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.backoff import EqualJitterBackoff
-from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    CrossSlotTransactionError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -211,7 +217,7 @@ class ValkeyTransport(Transport):
 
     def _failed(self, error: Exception) -> Exception:
         """Connection trouble -> TransportError (and the bus marked unreachable)."""
-        if not isinstance(error, CONNECTION_ERRORS):
+        if not isinstance(error, CONNECTION_ERRORS) or _cross_slot(error):
             return error
         self.mark(False)
         failure = TransportError(f"bus {self.safe_url} unreachable: {error}")
@@ -459,6 +465,11 @@ class ValkeyTransport(Transport):
         for stream in await self.call("SMEMBERS", self.keys.streams):
             trimmed += int(await self.call("EVAL", scripts.TRIM_ACKED, 1, stream))
         return trimmed
+
+
+def _cross_slot(error: Exception) -> bool:
+    """Keys of several slots in one command or transaction: a bug, not the bus away."""
+    return isinstance(error, CrossSlotTransactionError) or "same key slot" in str(error)
 
 
 def _b(value: Any) -> bytes:

@@ -111,6 +111,18 @@ async def test_every_key_of_a_topic_shares_its_slot(valkey_cluster: ValkeyCluste
     assert f"{prefix}:delayed:{prefix}:retry:" in names
 
 
+@pytest.mark.real
+async def test_keys_of_two_slots_in_one_transaction_are_a_bug_not_an_outage(
+    valkey_cluster: ValkeyCluster,
+) -> None:
+    async with connected(f"{valkey_cluster.url}/?prefix=xs") as t:
+        assert isinstance(t, ValkeyClusterTransport)
+        with pytest.raises(Exception, match="slot") as caught:
+            await t.transaction(("SET", "xs:{a}", 1), ("SET", "xs:{b}", 2))
+        assert not isinstance(caught.value, TransportError)
+        assert t.connected
+
+
 async def _all_keys(cluster: ValkeyCluster, pattern: str) -> list[bytes]:
     out: list[bytes] = []
     for port in cluster.master_ports():
