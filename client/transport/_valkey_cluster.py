@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import ConfigError
+from ..wire import new_id
 from . import _valkey_scripts as scripts
 from ._valkey_pack import hiredis_packing
 from ._valkey_sub import ValkeyDelivery
@@ -60,8 +61,6 @@ class ClusterKeys(Keys):
         return f"{self.prefix}:dead:{{{topic}}}:{channel}"
 
     def reply(self) -> str:
-        from ..wire import new_id
-
         return f"{self.reply_prefix}{{{new_id()}}}"
 
     def dedupe(self, topic: str, key: str) -> str:

@@ -1,5 +1,6 @@
 """The Valkey transport on a real Valkey Cluster: URL, key layout (one slot per topic),
-topics spread over the shards, and a master failover ridden out like a restart."""
+topics spread over the shards. (A master failover under load, with processes:
+tests/faults/test_cluster_failover.py.)"""
 
 from __future__ import annotations
 
@@ -79,10 +80,10 @@ async def test_topics_spread_over_every_master(valkey_cluster: ValkeyCluster) ->
         for topic in topics:
             await t.publish(topic, b"x")
         assert isinstance(t, ValkeyClusterTransport)
-        owners = {valkey_cluster.master_of(t.keys.topic(topic)) for topic in topics}
-        for topic in topics:  # written where the cluster says the key lives
-            port = valkey_cluster.master_of(t.keys.topic(topic))
-            assert valkey_cluster.cli_out(port, "xlen", t.keys.topic(topic)).strip() == "1"
+        nodes = [t.redis.get_node_from_key(t.keys.topic(topic)) for topic in topics]
+        owners = {int(node.port) for node in nodes}
+        for topic, node in list(zip(topics, nodes, strict=True))[:3]:  # written there
+            assert valkey_cluster.cli_out(node.port, "xlen", t.keys.topic(topic)).strip() == "1"
     assert owners == set(valkey_cluster.master_ports())
 
 
@@ -158,60 +159,3 @@ async def _until(read: Any, want: Any, timeout_s: float = 10.0) -> None:
     while (got := await read()) != want:
         assert time.monotonic() < deadline, f"still {got!r}, want {want!r}"
         await asyncio.sleep(0.05)
-
-
-@pytest.mark.real
-async def test_a_master_failover_is_ridden_out_without_losing_a_message() -> None:
-    """SIGKILL the master of the topic's slot while publishing and consuming: the replica
-    takes over, the transport reconnects (not connected meanwhile), and every message whose
-    publish returned is delivered (at least once)."""
-    cluster = ValkeyCluster()
-    cluster.start()
-    try:
-        url = f"{cluster.url}/?prefix=fo&{FAST}"
-        async with connected(url) as producer, connected(url) as consumer:
-            assert isinstance(producer, ValkeyClusterTransport)
-            master = cluster.master_of(producer.keys.topic("jobs"))
-            sub = await consumer.subscribe("jobs", "work", max_in_flight=16)
-            seen: set[bytes] = set()
-            published: set[bytes] = set()
-            down: list[bool] = []
-
-            async def consume() -> None:
-                async for d in sub:
-                    seen.add(d.body)
-                    await d.ack()
-
-            async def publish(n: int) -> None:
-                for i in range(n):
-                    body = b"%d" % i
-                    while True:
-                        try:
-                            await producer.publish("jobs", body)
-                            break
-                        except TransportError:
-                            down.append(True)
-                            await asyncio.sleep(0.05)
-                    published.add(body)
-                    await asyncio.sleep(0.002)
-
-            reader = asyncio.create_task(consume())
-            writer = asyncio.create_task(publish(600))
-            await _until(lambda: _count(published), True, 10)
-            await asyncio.to_thread(cluster.failover, master)
-            await asyncio.wait_for(writer, 60)
-            deadline = time.monotonic() + 30
-            while not published <= seen:
-                assert time.monotonic() < deadline, f"{len(published - seen)} never delivered"
-                await asyncio.sleep(0.05)
-            assert producer.connected and consumer.connected
-            await sub.close()
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-    finally:
-        cluster.close()
-
-
-async def _count(published: set[bytes]) -> bool:
-    return len(published) >= 100
