@@ -5,8 +5,9 @@ Given a gateway and a function, each a process of its own, on a 3-master, 3-repl
 Cluster of the scenario's own, when the master that serves the topic's slot is killed and
 its replica takes over, then every HTTP request is answered (with its own body, or a
 503/504 with a reason; none hangs), requests are answered again within a few seconds, no
-process crashes or restarts, and every event the bus took is handled or dead-lettered
-(published = handled + dead-lettered: the replica has what the master acknowledged).
+process crashes or restarts, both are ready again, and every event the bus took is
+handled or dead-lettered (published = handled + dead-lettered: the replica has what the
+master acknowledged).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ async def test_a_cluster_failover_under_load_loses_nothing(tmp_path: Path) -> No
     bus = FaultBus("cluster")
     record = tmp_path / "handled.log"
     gw, base = gateway(bus, tmp_path)
-    fn, _ = function(bus, record)
+    fn, health = function(bus, record)
     ledger = Ledger("cluster failover", "cluster")
     transport = from_url(bus.url)
     try:
@@ -51,6 +52,9 @@ async def test_a_cluster_failover_under_load_loses_nothing(tmp_path: Path) -> No
         await asyncio.gather(*load)
         await settle(ledger, record, bus, transport)
         alive = gw.proc.poll() is None and fn.proc.poll() is None
+        if alive:  # ready again (it was not while its shard was away)
+            await asyncio.to_thread(fn.wait_http, f"{health}/readyz", timeout_s=10)
+            await asyncio.to_thread(gw.wait_http, f"{base}/readyz", timeout_s=10)
     finally:
         await transport.close()
         complaints = stop_all([fn, gw])
