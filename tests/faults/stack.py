@@ -42,6 +42,7 @@ class FaultBus:
         self.nsq: NsqdProcess | None = None
         self.cluster: ValkeyCluster | None = None
         self.killed: int | None = None  # the cluster node kill() took down
+        self.victim: int | None = None  # the master kill() takes down (default: the topic's)
         options = f"block_ms=200&visibility_timeout_s={visibility_timeout_s}"
         if kind == "cluster":
             self.cluster = ValkeyCluster()
@@ -74,6 +75,18 @@ class FaultBus:
             parts = (parts[0], f"{{{parts[1]}}}", *parts[2:])
         return ":".join((self.prefix, *parts))
 
+    def topic_master(self) -> int:
+        assert self.cluster is not None
+        return self.cluster.master_of(self.key("topic", TOPIC))
+
+    def inbox_master(self) -> int:
+        """The cluster master a caller's reply inbox is on: where a BLMPOP waits."""
+        assert self.cluster is not None
+        for port in self.cluster.master_ports():
+            if "cmd=blmpop" in self.cluster.cli_out(port, "client", "list"):
+                return port
+        raise RuntimeError("no reply inbox is being read on any master")
+
     def kill(self) -> None:
         """SIGKILL the server; remembers when, if it takes its memory with it."""
         if not self.persistent:
@@ -82,7 +95,7 @@ class FaultBus:
             self.nsq.kill()
             return
         if self.cluster is not None:
-            self.killed = self.cluster.master_of(self.key("topic", TOPIC))
+            self.killed = self.victim or self.topic_master()
             self.cluster.failover(self.killed)
             return
         assert self.valkey is not None

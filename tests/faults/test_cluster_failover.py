@@ -2,12 +2,12 @@
 through the gateway, ~25 events/s published straight to the bus).
 
 Given a gateway and a function, each a process of its own, on a 3-master, 3-replica Valkey
-Cluster of the scenario's own, when the master that serves the topic's slot is killed and
-its replica takes over, then every HTTP request is answered (with its own body, or a
-503/504 with a reason; none hangs), requests are answered again within a few seconds, no
-process crashes or restarts, both are ready again, and every event the bus took is
-handled or dead-lettered (published = handled + dead-lettered: the replica has what the
-master acknowledged).
+Cluster of the scenario's own, when the master that serves the topic's slot (or the one
+that holds the gateway's reply inbox) is killed and its replica takes over, then every
+HTTP request is answered (with its own body, or a 503/504 with a reason; none hangs),
+requests are answered again within a few seconds, no process crashes or restarts, both
+are ready again, and every event the bus took is handled or dead-lettered (published =
+handled + dead-lettered: the replica has what the master acknowledged).
 """
 
 from __future__ import annotations
@@ -28,18 +28,23 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 RECOVERY_S = 8.0  # after the replica took over, requests are answered again within this
 
 
-async def test_a_cluster_failover_under_load_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shard", ["topic", "inbox"])
+async def test_a_cluster_failover_under_load_loses_nothing(shard: str, tmp_path: Path) -> None:
     bus = FaultBus("cluster")
     record = tmp_path / "handled.log"
     gw, base = gateway(bus, tmp_path)
     fn, health = function(bus, record)
-    ledger = Ledger("cluster failover", "cluster")
+    ledger = Ledger(f"cluster failover, {shard} shard", "cluster")
     transport = from_url(bus.url)
     try:
         fn.wait_http(f"{base}/f/warm-up", expect=b"sha256")
         await transport.connect()
         stop, load = start_load(base, ledger, transport)
         await asyncio.sleep(2.0)
+        if shard == "inbox":  # the master of the gateway's reply inbox instead
+            bus.victim = await asyncio.to_thread(bus.inbox_master)
+            topic_master = await asyncio.to_thread(bus.topic_master)
+            ledger.extra["same_shard"] = bus.victim == topic_master
         # When the master of the topic's slot is SIGKILLed and its replica takes over
         killed_at = time.monotonic()
         await asyncio.to_thread(bus.kill)
