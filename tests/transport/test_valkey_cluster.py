@@ -213,3 +213,29 @@ async def test_a_topic_whose_slot_moves_to_another_master_keeps_flowing(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+@pytest.mark.real
+async def test_the_transport_finds_the_slot_redis_py_would(valkey_cluster: ValkeyCluster) -> None:
+    """Its own slot look-up (no COMMAND GETKEYS round trip) agrees with redis-py's for every
+    command form the transport sends (a wrong one would cost a MOVED per command)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    async with connected(f"{valkey_cluster.url}/?prefix=sl") as t:
+        assert isinstance(t, ValkeyClusterTransport)
+        s, r = t.keys.topic("a"), t.keys.retry("a", "c")
+        inbox = t.keys.reply()
+        commands: list[tuple[Any, ...]] = [
+            ("XREADGROUP", "GROUP", "c", "me", "COUNT", 5, "BLOCK", 10, "STREAMS", s, r, ">", ">"),
+            ("BLMPOP", 1, 1, inbox, "LEFT", "COUNT", 5),
+            ("EVAL", "return 1", 2, s, r, "x"),
+            ("XACK", s, "c", "1-1", "2-1"),
+            ("XADD", s, "*", "m", b"x"),
+            ("SADD", t.keys.streams, s),
+            ("XAUTOCLAIM", s, "c", "me", 10, "0-0", "COUNT", 5),
+            ("ZADD", t.keys.delayed(r), 1, b"m"),
+        ]
+        for command in commands:
+            ours = await t.redis._determine_slot(*command)
+            theirs = await RedisCluster._determine_slot(t.redis, *command)
+            assert ours == theirs, command
