@@ -33,6 +33,7 @@ from ._valkey_sub import ValkeyDelivery
 from .base import Delivery
 from .valkey import Keys, ValkeyTransport, delayed_member
 
+DEFAULT_PORT = 6379
 SCHEMES = {
     "valkey+cluster": False,
     "redis+cluster": False,
@@ -68,24 +69,32 @@ class ClusterKeys(Keys):
 
 
 def seeds(url: str) -> list[tuple[str, int]]:
-    """The ``(host, port)`` seeds of a cluster URL; ConfigError when there are none, a port
-    is not a number, or the URL names a database."""
+    """The ``(host, port)`` seeds of a cluster URL (``host``, ``host:port`` or
+    ``[v6]:port``, port 6379 when left out); ConfigError when there are none, a node is
+    not of that form, or the URL names a database."""
     parts = urlsplit(url)
     if parts.path not in ("", "/", "/0"):
         raise ConfigError(
             "bus URL", f"{parts.path!r} in {_shown(url)}: a cluster has no database index"
         )
-    out = []
-    for item in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not item.strip():
-            continue
-        if not host or not port.isdigit():
-            raise ConfigError("bus URL", f"node {item!r} in {_shown(url)} is not host:port")
-        out.append((host.strip("[]"), int(port)))
-    if not out:
+    items = [i.strip() for i in parts.netloc.rpartition("@")[2].split(",") if i.strip()]
+    if not items:
         raise ConfigError("bus URL", f"{_shown(url)} names no cluster node (host:port,...)")
-    return out
+    return [_node(url, item) for item in items]
+
+
+def _node(url: str, item: str) -> tuple[str, int]:
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if not rest else "x")
+    else:
+        host, _, port = item.partition(":")
+    port = port or str(DEFAULT_PORT)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            "bus URL", f"node {item!r} in {_shown(url)} is not host, host:port or [v6]:port"
+        )
+    return host, int(port)
 
 
 def _shown(url: str) -> str:

@@ -34,8 +34,10 @@ def test_every_cluster_scheme_makes_a_cluster_transport(scheme: str) -> None:
     [
         ("valkey+cluster://127.0.0.1:7000/3", "no database index"),
         ("valkey+cluster:///", "names no cluster node"),
-        ("valkey+cluster://127.0.0.1:x,127.0.0.1:7001", "is not host:port"),
-        ("valkey+cluster://127.0.0.1", "is not host:port"),
+        ("valkey+cluster://127.0.0.1:x,127.0.0.1:7001", "is not host, host:port"),
+        ("valkey+cluster://127.0.0.1:70000", "is not host, host:port"),
+        ("valkey+cluster://:7000", "is not host, host:port"),
+        ("valkey+cluster://[::1]x", "is not host, host:port"),
         ("valkey+cluster://127.0.0.1:7000/?prefix=a{b}", "must not contain braces"),
     ],
 )
@@ -45,8 +47,13 @@ def test_a_bad_cluster_url_is_refused_with_the_reason(url: str, says: str) -> No
 
 
 def test_seeds_are_every_listed_node_and_the_password_stays_out() -> None:
-    url = "valkey+cluster://:secret@10.0.0.1:7000,10.0.0.2:7001/0"
-    assert seeds(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+    url = "valkey+cluster://:secret@10.0.0.1:7000,vk-1,[fd00::1]:7002,[fd00::2]/0"
+    assert seeds(url) == [
+        ("10.0.0.1", 7000),
+        ("vk-1", 6379),
+        ("fd00::1", 7002),
+        ("fd00::2", 6379),
+    ]
     assert "secret" not in from_url(url).safe_url
 
 
