@@ -1,7 +1,8 @@
 """Bus operations behind apply, publish, call, status and dlq (thin async I/O).
 
 Everything goes through :func:`kubefuncs.transport.from_url`, so the commands work on any
-bus the client library speaks (valkey, nsq, memory). Bus errors become
+bus the client library speaks (valkey, nsq, memory); a ``valkey+cluster://`` bus it does
+not speak yet goes through :mod:`.clusterbus`. Bus errors become
 :class:`BusUnreachable` (exit 3); a bad URL becomes :class:`UsageError` (exit 2).
 """
 
@@ -33,10 +34,8 @@ async def connected(
 ) -> AsyncIterator[Transport]:
     """A connected transport for ``url``, closed on exit; errors mapped to FunctlError
     (an unreachable bus says ``hint`` on how to fix it)."""
-    from kubefuncs.transport import from_url
-
     try:
-        transport = from_url(url, password=password)
+        transport = _transport(url, password)
     except ConfigError as e:
         raise UsageError(f"bus URL {url!r}: {e.problem}") from e
     try:
@@ -50,6 +49,21 @@ async def connected(
         raise BusUnreachable(f"cannot reach the bus {_safe(url)}: {e}\n{hint}") from e
     finally:
         await transport.close()
+
+
+def _transport(url: str, password: str | None) -> Transport:
+    """The client library's transport; on a cluster bus it does not speak yet, functl's own
+    cluster path (:mod:`.clusterbus`)."""
+    from kubefuncs.transport import from_url
+
+    try:
+        return from_url(url, password=password)
+    except ConfigError:
+        from . import clusterbus
+
+        if not clusterbus.is_cluster(url):
+            raise
+        return clusterbus.ClusterOps(url, password=password)
 
 
 def _safe(url: str) -> str:

@@ -9,6 +9,10 @@ pkg/scalers/redis_streams_scaler.go and nsq_scaler.go and the scaler docs):
   zero; without ``lagCount`` it scales on ``pendingEntriesCount`` (XPENDING), which is
   what keeps replicas that are still working from being scaled away. The password comes
   from a TriggerAuthentication (``parameter: password``).
+* ``redis-cluster-streams`` (a ``valkey+cluster://`` bus): the same modes, with
+  ``addresses`` (every seed node, comma-separated) instead of ``address`` and no
+  ``databaseIndex`` (a cluster has only database 0). Stream names carry the topic as their
+  hash tag (``kf:topic:{T}``, ``kf:retry:{T}:C``), so a topic's streams share one slot.
 * ``nsq``: ``nsqLookupdHTTPAddresses``, ``topic``, ``channel``, ``depthThreshold``,
   ``activationDepthThreshold``.
 """
@@ -76,7 +80,14 @@ def streams(fn: Function, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
     return f"{prefix}:topic:{fn.topic}", f"{prefix}:retry:{fn.topic}:{fn.channel}"
 
 
+def cluster_streams(fn: Function, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
+    """The cluster's stream of the topic and the channel's retry stream (topic = hash tag)."""
+    return f"{prefix}:topic:{{{fn.topic}}}", f"{prefix}:retry:{{{fn.topic}}}:{fn.channel}"
+
+
 def valkey_triggers(spec: Spec, fn: Function, target: Target, bus: BusTarget) -> list[Obj]:
+    if bus.cluster:
+        return cluster_triggers(spec, fn, target, bus)
     connection = {"address": bus.address, "databaseIndex": str(bus.db), "consumerGroup": fn.channel}
     if bus.tls:
         connection["enableTLS"] = "true"
@@ -96,8 +107,29 @@ def valkey_triggers(spec: Spec, fn: Function, target: Target, bus: BusTarget) ->
     return triggers
 
 
-def _redis(name: str, meta: dict[str, str]) -> Obj:
-    return {"type": "redis-streams", "name": name, "metadata": meta}
+def cluster_triggers(spec: Spec, fn: Function, target: Target, bus: BusTarget) -> list[Obj]:
+    """``redis-cluster-streams`` triggers, in the same four modes as :func:`valkey_triggers`."""
+    connection = {"addresses": ",".join(bus.nodes), "consumerGroup": fn.channel}
+    if bus.tls:
+        connection["enableTLS"] = "true"
+    lag = {"lagCount": str(fn.scaling.target), "activationLagCount": str(fn.scaling.activation)}
+    pending = {"pendingEntriesCount": str(fn.concurrency)}
+    topic_stream, retry_stream = cluster_streams(fn, bus.prefix or DEFAULT_PREFIX)
+    kind = "redis-cluster-streams"
+    triggers: list[Obj] = [
+        _redis("lag", {**connection, "stream": topic_stream, **lag}, kind),
+        _redis("pending", {**connection, "stream": topic_stream, **pending}, kind),
+        _redis("retry-lag", {**connection, "stream": retry_stream, **lag}, kind),
+        _redis("retry-pending", {**connection, "stream": retry_stream, **pending}, kind),
+    ]
+    if spec.bus is not None and spec.bus.password_secret is not None:
+        for trigger in triggers:
+            trigger["authenticationRef"] = {"name": auth_name(target)}
+    return triggers
+
+
+def _redis(name: str, meta: dict[str, str], kind: str = "redis-streams") -> Obj:
+    return {"type": kind, "name": name, "metadata": meta}
 
 
 def nsq_triggers(fn: Function, bus: BusTarget) -> list[Obj]:

@@ -12,6 +12,12 @@ The bus destination comes from the bus URL, host by host:
 
 NSQ consumers also reach the nsqd nodes nsqlookupd reports (TCP 4150, HTTP 4151): they go
 with the lookupd's destination when it is a chart Service, otherwise to any destination.
+
+A cluster bus (``valkey+cluster://a:6379,b:6379``) gets a destination per node the URL
+names. Clients use only the nodes' client port; the cluster bus port (client port +
+10000) carries node-to-node traffic alone, so no function needs it. A client reaches
+every node ``CLUSTER SHARDS`` reports, not just its seeds: with IP literals the URL must
+name every node (replicas too, a failover promotes them); a chart Service selects them all.
 """
 
 from __future__ import annotations
@@ -156,7 +162,8 @@ def destinations(bus: BusTarget) -> dict[Dest, list[int]]:
     """Bus ports by destination, in URL order."""
     found: dict[Dest, list[int]] = {}
     if bus.kind == "valkey":
-        _add(found, bus.address, "valkey")
+        for address in bus.nodes or (bus.address,):
+            _add(found, address, "valkey")
     for address in bus.lookupd:
         dest = _add(found, address, "nsq")
         for port in NSQD_PORTS:

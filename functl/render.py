@@ -75,7 +75,7 @@ def deployable_bus(spec: Spec) -> busurl.BusTarget:
     try:
         bus = busurl.parse(spec.bus.url)
     except ValueError as e:
-        raise _bus_issue(spec, str(e), "use valkey://host:6379/0 or nsq://lookupd:4161") from e
+        raise _bus_issue(spec, str(e), _url_hint(spec.bus.url)) from e
     if bus.kind == "memory":
         raise _bus_issue(
             spec,
@@ -95,6 +95,12 @@ def deployable_bus(spec: Spec) -> busurl.BusTarget:
             "use nsq://nsqlookupd:4161, or scaling.keda: false",
         )
     return bus
+
+
+def _url_hint(url: str) -> str:
+    if url.partition("://")[0].lower().endswith("+cluster"):
+        return f"write it as {busurl.CLUSTER_FORM}"
+    return "use valkey://host:6379/0, nsq://lookupd:4161 or a cluster's valkey+cluster://"
 
 
 def _bus_issue(spec: Spec, problem: str, hint: str) -> SpecError:

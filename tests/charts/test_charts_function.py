@@ -20,6 +20,7 @@ FUNCTIONS_FILES = [
     ROOT / "example" / "functions.yaml",
     ROOT / "tests" / "functl" / "data" / "valkey.yaml",
     ROOT / "tests" / "functl" / "data" / "nsq.yaml",
+    ROOT / "tests" / "functl" / "data" / "cluster.yaml",
     Path(__file__).resolve().parent / "values" / "function-tls-hpa.yaml",
 ]
 

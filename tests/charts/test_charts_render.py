@@ -15,6 +15,7 @@ CASES = [
     ("function", (str(ROOT / "example" / "functions.yaml"),)),
     ("function", (str(ROOT / "tests" / "functl" / "data" / "valkey.yaml"),)),
     ("function", (str(ROOT / "tests" / "functl" / "data" / "nsq.yaml"),)),
+    ("function", (str(ROOT / "tests" / "functl" / "data" / "cluster.yaml"),)),
     ("gateway", (str(ROOT / "example" / "routes.yaml"),)),
 ]
 WORKLOADS = {"Deployment", "StatefulSet", "CronJob", "Job"}

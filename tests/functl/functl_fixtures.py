@@ -10,7 +10,7 @@ from kubefuncs.functl import render, spec
 HERE = Path(__file__).parent
 DATA = HERE / "data"
 GOLDEN = HERE / "golden"
-EXAMPLES = ("valkey", "nsq", "source")
+EXAMPLES = ("valkey", "nsq", "source", "cluster")
 TARGET = render.Target("fns", "demo")
 
 

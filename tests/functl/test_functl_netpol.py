@@ -131,6 +131,20 @@ BUS_CASES: list[tuple[str, dict[tuple[str, ...], list[int]]]] = [
     ("valkey://[fd00::5]:6379", {("ip", "fd00::5/128"): [6379]}),
     ("valkey://redis.example.com:6379", {("any",): [6379]}),
     ("valkey://kf-nsqlookupd:6379", {("any",): [6379]}),  # an NSQ Service is no Valkey
+    ("valkey://kf-valkey:6379/0?prefix=app", {("chart", "kf", "", "valkey"): [6379]}),
+    ("valkey+cluster://kf-valkey:6379", {("chart", "kf", "", "valkey"): [6379]}),
+    (
+        "valkeys+cluster://bus-valkey.data:6379,10.0.0.7:6380,[fd00::7]:6380/?prefix=app",
+        {
+            ("chart", "bus", "data", "valkey"): [6379],
+            ("ip", "10.0.0.7/32"): [6380],
+            ("ip", "fd00::7/128"): [6380],
+        },
+    ),
+    (
+        "redis+cluster://node-a.example.com:7000,node-b.example.com:7001,10.0.0.8",
+        {("any",): [7000, 7001], ("ip", "10.0.0.8/32"): [6379]},
+    ),
     (
         "nsq://kf-nsqlookupd:4161,kf-nsqlookupd.other:4161",
         {

@@ -50,7 +50,8 @@ network: {policy: true, metrics_from: [{podSelector: {}}], egress: []}
 
 {{/*
 The bus URL as the renderer needs it (functl/busurl.py); call with the URL string.
-Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwordInUrl.
+Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwordInUrl,
+cluster, nodes (valkey host:port, every node a cluster URL names), prefix (valkey).
 */}}
 {{- define "function.bus" -}}
 {{- $url := . -}}
@@ -60,7 +61,7 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $tail := trimPrefix $netloc $rest -}}
 {{- $hostport := regexReplaceAll "^.*@" $netloc "" -}}
 {{- $userinfo := ternary (regexReplaceAll "@[^@]*$" $netloc "") "" (contains "@" $netloc) -}}
-{{- $bus := dict "kind" "unknown" "address" "" "db" 0 "tls" false "lookupd" (list) "nsqd" (list) "passwordInUrl" (contains ":" $userinfo) -}}
+{{- $bus := dict "kind" "unknown" "address" "" "db" 0 "tls" false "lookupd" (list) "nsqd" (list) "passwordInUrl" (contains ":" $userinfo) "cluster" false "nodes" (list) "prefix" "" -}}
 {{- if has $scheme (list "valkey" "redis" "valkeys" "rediss") -}}
 {{- $host := regexReplaceAll ":[0-9]*$" $hostport "" -}}
 {{- $port := regexFind ":[0-9]+$" $hostport | trimPrefix ":" | default "6379" -}}
@@ -72,6 +73,16 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $_ = set $bus "address" (printf "%s:%s" $host $port) -}}
 {{- $_ = set $bus "db" (atoi $db) -}}
 {{- $_ = set $bus "tls" (has $scheme (list "valkeys" "rediss")) -}}
+{{- $_ = set $bus "nodes" (list $bus.address) -}}
+{{- $_ = set $bus "prefix" (regexReplaceAll "^[?&]prefix=" (regexFind "[?&]prefix=[^&#]*" $tail) "" | default "kf") -}}
+{{- else if has $scheme (list "valkey+cluster" "redis+cluster" "valkeys+cluster" "rediss+cluster") -}}
+{{- $nodes := include "function.clusterNodes" (dict "url" $url "hostport" $hostport "tail" $tail) | fromJsonArray -}}
+{{- $_ := set $bus "kind" "valkey" -}}
+{{- $_ = set $bus "cluster" true -}}
+{{- $_ = set $bus "nodes" $nodes -}}
+{{- $_ = set $bus "address" (first $nodes) -}}
+{{- $_ = set $bus "tls" (has $scheme (list "valkeys+cluster" "rediss+cluster")) -}}
+{{- $_ = set $bus "prefix" (regexReplaceAll "^[?&]prefix=" (regexFind "[?&]prefix=[^&#]*" $tail) "" | default "kf") -}}
 {{- else if eq $scheme "nsq" -}}
 {{- $_ := set $bus "kind" "nsq" -}}
 {{- $_ = set $bus "lookupd" (compact (splitList "," $netloc)) -}}
@@ -88,6 +99,42 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $_ := set $bus "kind" "memory" -}}
 {{- end -}}
 {{- toJson $bus -}}
+{{- end -}}
+
+{{/*
+The nodes of a cluster bus URL (busurl._cluster); call with (dict "url" url "hostport"
+netloc-without-userinfo "tail" path-and-query). JSON list of "host:port", duplicates dropped.
+*/}}
+{{- define "function.clusterNodes" -}}
+{{- $url := .url -}}
+{{- $nodes := list -}}
+{{- range $raw := splitList "," .hostport -}}
+{{- $n := trim $raw -}}
+{{- if $n -}}
+{{- $host := $n -}}
+{{- $port := "" -}}
+{{- if hasPrefix "[" $n -}}
+{{- $host = regexReplaceAll "^\\[([^\\]]*)\\].*$" $n "${1}" -}}
+{{- $port = regexReplaceAll "^\\[[^\\]]*\\]:?" $n "" -}}
+{{- else if le (len (splitList ":" $n)) 2 -}}
+{{- $host = regexReplaceAll ":.*$" $n "" -}}
+{{- $port = regexReplaceAll "^[^:]*:?" $n "" -}}
+{{- end -}}
+{{- if not $host -}}{{- fail (printf "bus.url: %q: cluster node %q has no host" $url $n) -}}{{- end -}}
+{{- if and $port (or (not (regexMatch "^[0-9]+$" $port)) (lt (atoi $port) 1) (gt (atoi $port) 65535)) -}}
+{{- fail (printf "bus.url: %q: cluster node %q has a bad port %q - write host:port with a port from 1 to 65535" $url $n $port) -}}
+{{- end -}}
+{{- $address := printf (ternary "[%s]:%s" "%s:%s" (contains ":" $host)) $host ($port | default "6379") -}}
+{{- if not (has $address $nodes) -}}{{- $nodes = append $nodes $address -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $nodes -}}
+{{- fail (printf "bus.url: %q names no cluster node - write it as valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
+{{- end -}}
+{{- if or (regexReplaceAll "[?#].*$" .tail "" | trimAll "/") (regexMatch "[?&]db=" .tail) -}}
+{{- fail (printf "bus.url: %q: a cluster has no database index (every node serves database 0 only) - remove it: write valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
+{{- end -}}
+{{- toJson $nodes -}}
 {{- end -}}
 
 {{/* The parsed bus, or a readable failure when it cannot be used in a cluster (render.deployable_bus). */}}
@@ -343,5 +390,37 @@ tolerations:
 {{- with $fn.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+redis-cluster-streams triggers of a function on a cluster bus (keda.cluster_triggers): the
+four modes of the standalone triggers, every node in addresses, no databaseIndex, streams
+with the topic as hash tag. Call with (dict "ctx" $ "fn" $fn "bus" $bus).
+*/}}
+{{- define "function.clusterTriggers" -}}
+{{- $fn := .fn -}}
+{{- $topicStream := printf "%s:topic:{%s}" .bus.prefix $fn.topic -}}
+{{- $retryStream := printf "%s:retry:{%s}:%s" .bus.prefix $fn.topic $fn.channel -}}
+{{- range $t := list (list "lag" $topicStream) (list "pending" $topicStream) (list "retry-lag" $retryStream) (list "retry-pending" $retryStream) }}
+- type: redis-cluster-streams
+  name: {{ index $t 0 }}
+  metadata:
+    addresses: {{ join "," $.bus.nodes | quote }}
+    consumerGroup: {{ $fn.channel | quote }}
+    {{- if $.bus.tls }}
+    enableTLS: "true"
+    {{- end }}
+    stream: {{ index $t 1 | quote }}
+    {{- if hasSuffix "lag" (index $t 0) }}
+    lagCount: {{ int64 $fn.scaling.target | quote }}
+    activationLagCount: {{ int64 $fn.scaling.activation | quote }}
+    {{- else }}
+    pendingEntriesCount: {{ int64 $fn.concurrency | quote }}
+    {{- end }}
+  {{- if $.ctx.Values.bus.password_secret }}
+  authenticationRef:
+    name: {{ include "function.authName" $.ctx }}
+  {{- end }}
 {{- end }}
 {{- end -}}

@@ -55,7 +55,9 @@ lookupd's destination when it is a chart Service, otherwise to any destination.
 {{- $found := list -}}
 {{- $adds := list -}}
 {{- if eq .kind "valkey" -}}
-{{- $adds = append $adds (include "function.netClassify" (dict "address" .address "kind" "valkey") | fromJson) -}}
+{{- range $node := .nodes | default (list .address) -}}
+{{- $adds = append $adds (include "function.netClassify" (dict "address" $node "kind" "valkey") | fromJson) -}}
+{{- end -}}
 {{- end -}}
 {{- range .lookupd -}}
 {{- $d := include "function.netClassify" (dict "address" . "kind" "nsq") | fromJson -}}

@@ -7,7 +7,8 @@ the gateway renders the bus rules functl renders for the same bus URL.
 
 {{/*
 The bus URL (functl/busurl.py); call with the URL string.
-Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwordInUrl.
+Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwordInUrl,
+cluster, nodes (valkey host:port, every node a cluster URL names), prefix (valkey).
 */}}
 {{- define "gateway.bus" -}}
 {{- $url := . -}}
@@ -17,7 +18,7 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $tail := trimPrefix $netloc $rest -}}
 {{- $hostport := regexReplaceAll "^.*@" $netloc "" -}}
 {{- $userinfo := ternary (regexReplaceAll "@[^@]*$" $netloc "") "" (contains "@" $netloc) -}}
-{{- $bus := dict "kind" "unknown" "address" "" "db" 0 "tls" false "lookupd" (list) "nsqd" (list) "passwordInUrl" (contains ":" $userinfo) -}}
+{{- $bus := dict "kind" "unknown" "address" "" "db" 0 "tls" false "lookupd" (list) "nsqd" (list) "passwordInUrl" (contains ":" $userinfo) "cluster" false "nodes" (list) "prefix" "" -}}
 {{- if has $scheme (list "valkey" "redis" "valkeys" "rediss") -}}
 {{- $host := regexReplaceAll ":[0-9]*$" $hostport "" -}}
 {{- $port := regexFind ":[0-9]+$" $hostport | trimPrefix ":" | default "6379" -}}
@@ -29,6 +30,16 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $_ = set $bus "address" (printf "%s:%s" $host $port) -}}
 {{- $_ = set $bus "db" (atoi $db) -}}
 {{- $_ = set $bus "tls" (has $scheme (list "valkeys" "rediss")) -}}
+{{- $_ = set $bus "nodes" (list $bus.address) -}}
+{{- $_ = set $bus "prefix" (regexReplaceAll "^[?&]prefix=" (regexFind "[?&]prefix=[^&#]*" $tail) "" | default "kf") -}}
+{{- else if has $scheme (list "valkey+cluster" "redis+cluster" "valkeys+cluster" "rediss+cluster") -}}
+{{- $nodes := include "gateway.clusterNodes" (dict "url" $url "hostport" $hostport "tail" $tail) | fromJsonArray -}}
+{{- $_ := set $bus "kind" "valkey" -}}
+{{- $_ = set $bus "cluster" true -}}
+{{- $_ = set $bus "nodes" $nodes -}}
+{{- $_ = set $bus "address" (first $nodes) -}}
+{{- $_ = set $bus "tls" (has $scheme (list "valkeys+cluster" "rediss+cluster")) -}}
+{{- $_ = set $bus "prefix" (regexReplaceAll "^[?&]prefix=" (regexFind "[?&]prefix=[^&#]*" $tail) "" | default "kf") -}}
 {{- else if eq $scheme "nsq" -}}
 {{- $_ := set $bus "kind" "nsq" -}}
 {{- $_ = set $bus "lookupd" (compact (splitList "," $netloc)) -}}
@@ -45,6 +56,42 @@ Result (JSON): kind valkey|nsq|memory|unknown, address, db, tls, lookupd, passwo
 {{- $_ := set $bus "kind" "memory" -}}
 {{- end -}}
 {{- toJson $bus -}}
+{{- end -}}
+
+{{/*
+The nodes of a cluster bus URL (busurl._cluster); call with (dict "url" url "hostport"
+netloc-without-userinfo "tail" path-and-query). JSON list of "host:port", duplicates dropped.
+*/}}
+{{- define "gateway.clusterNodes" -}}
+{{- $url := .url -}}
+{{- $nodes := list -}}
+{{- range $raw := splitList "," .hostport -}}
+{{- $n := trim $raw -}}
+{{- if $n -}}
+{{- $host := $n -}}
+{{- $port := "" -}}
+{{- if hasPrefix "[" $n -}}
+{{- $host = regexReplaceAll "^\\[([^\\]]*)\\].*$" $n "${1}" -}}
+{{- $port = regexReplaceAll "^\\[[^\\]]*\\]:?" $n "" -}}
+{{- else if le (len (splitList ":" $n)) 2 -}}
+{{- $host = regexReplaceAll ":.*$" $n "" -}}
+{{- $port = regexReplaceAll "^[^:]*:?" $n "" -}}
+{{- end -}}
+{{- if not $host -}}{{- fail (printf "bus.url: %q: cluster node %q has no host" $url $n) -}}{{- end -}}
+{{- if and $port (or (not (regexMatch "^[0-9]+$" $port)) (lt (atoi $port) 1) (gt (atoi $port) 65535)) -}}
+{{- fail (printf "bus.url: %q: cluster node %q has a bad port %q - write host:port with a port from 1 to 65535" $url $n $port) -}}
+{{- end -}}
+{{- $address := printf (ternary "[%s]:%s" "%s:%s" (contains ":" $host)) $host ($port | default "6379") -}}
+{{- if not (has $address $nodes) -}}{{- $nodes = append $nodes $address -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $nodes -}}
+{{- fail (printf "bus.url: %q names no cluster node - write it as valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
+{{- end -}}
+{{- if or (regexReplaceAll "[?#].*$" .tail "" | trimAll "/") (regexMatch "[?&]db=" .tail) -}}
+{{- fail (printf "bus.url: %q: a cluster has no database index (every node serves database 0 only) - remove it: write valkey+cluster://host:6379,host:6379[/?prefix=kf]" $url) -}}
+{{- end -}}
+{{- toJson $nodes -}}
 {{- end -}}
 
 {{- define "gateway.dnsRule" -}}
@@ -99,7 +146,9 @@ lookupd's destination when it is a chart Service, otherwise to any destination.
 {{- $found := list -}}
 {{- $adds := list -}}
 {{- if eq .kind "valkey" -}}
-{{- $adds = append $adds (include "gateway.netClassify" (dict "address" .address "kind" "valkey") | fromJson) -}}
+{{- range $node := .nodes | default (list .address) -}}
+{{- $adds = append $adds (include "gateway.netClassify" (dict "address" $node "kind" "valkey") | fromJson) -}}
+{{- end -}}
 {{- end -}}
 {{- range .lookupd -}}
 {{- $d := include "gateway.netClassify" (dict "address" . "kind" "nsq") | fromJson -}}
