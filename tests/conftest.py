@@ -91,3 +91,12 @@ def valkey_cluster() -> Iterator[Any]:
 def valkey_cluster_url(valkey_cluster: Any, request: pytest.FixtureRequest) -> str:
     """The cluster's bus URL with a prefix of its own."""
     return f"{valkey_cluster.url}?prefix={_prefix(request)}"
+
+
+@pytest.fixture(params=["valkey", "cluster"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A Valkey URL with a prefix of its own: one server, then the session's cluster (for
+    the stores every gateway replica shares)."""
+    name = "valkey_url" if request.param == "valkey" else "valkey_cluster_url"
+    url: str = request.getfixturevalue(name)
+    return url

@@ -149,6 +149,23 @@ class ValkeyCluster:
                     return int(fields[1].split("@")[0].rsplit(":", 1)[1])
         raise RuntimeError(f"no master serves slot {slot} (key {key!r})")
 
+    def node_id(self, port: int) -> str:
+        return self.cli_out(port, "cluster", "myid").strip()
+
+    def migrate_slot(self, slot: int, source: int, target: int, keys_per_step: int = 1) -> None:
+        """Move ``slot`` from master ``source`` to master ``target`` as ``valkey-cli
+        --cluster reshard`` does (IMPORTING/MIGRATING, MIGRATE a few keys at a time, then
+        SETSLOT NODE everywhere): clients meanwhile get ASK, then MOVED."""
+        cli = self.cli_out
+        cli(target, "cluster", "setslot", str(slot), "importing", self.node_id(source))
+        cli(source, "cluster", "setslot", str(slot), "migrating", self.node_id(target))
+        step = str(keys_per_step)
+        while keys := cli(source, "cluster", "getkeysinslot", str(slot), step).split():
+            cli(source, "migrate", "127.0.0.1", str(target), "", "0", "5000", "keys", *keys)
+            time.sleep(0.05)  # let clients meet the slot half moved (ASK, TRYAGAIN)
+        for port in self.master_ports():
+            cli(port, "cluster", "setslot", str(slot), "node", self.node_id(target))
+
     def replicas_of(self, port: int) -> list[int]:
         return [p for p in self.live()
                 if self.info(p, "replication").get("master_port") == str(port)]  # fmt: skip

@@ -1,6 +1,7 @@
 """Bus transports. :func:`from_url` is the only place that picks a concrete backend.
 
-``valkey://[:password@]host:port/db`` (also ``redis://``, ``rediss://``),
+``valkey://[:password@]host:port/db`` (also ``redis://``, ``rediss://``), a cluster as
+``valkey+cluster://host:port,host:port`` (also ``valkeys+``, ``redis+``, ``rediss+cluster``),
 ``nsq://lookupd-host:4161[,more]`` or ``nsq://?nsqd=host:4150[,more]``, ``memory://[name]``.
 Transport options travel as query parameters (``?visibility_timeout_s=30``).
 """
@@ -75,6 +76,11 @@ def from_url(url: str, *, password: str | None = None) -> Transport:
         from .memory import MemoryTransport
 
         return MemoryTransport(url)
+    if scheme.endswith("+cluster"):  # valkey+cluster://, valkeys+, redis+, rediss+
+        from ._valkey_cluster import SCHEMES, ValkeyClusterTransport
+
+        if scheme in SCHEMES:
+            return ValkeyClusterTransport(url, password=password)
     if scheme in ("valkey", "valkeys", "redis", "rediss"):
         from .valkey import ValkeyTransport
 
@@ -87,5 +93,6 @@ def from_url(url: str, *, password: str | None = None) -> Transport:
         return NsqTransport(url)  # type: ignore[no-any-return, unused-ignore]
     raise ConfigError(
         "bus URL",
-        f"has unknown scheme {scheme!r} in {url!r}: use valkey://, redis://, nsq:// or memory://",
+        f"has unknown scheme {scheme!r} in {url!r}: "
+        "use valkey://, valkey+cluster://, redis://, nsq:// or memory://",
     )

@@ -48,6 +48,21 @@ end
 return moved
 """
 
+# MOVE_DUE for one delay set, on a cluster (the set and its stream share a slot; the index
+# is another key, kept by the caller). KEYS: the delay set, its stream. ARGV: now (unix
+# ms), max entries. Returns how many members the set still holds.
+MOVE_DUE_ONE = """
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  local a = string.find(member, '\\n', 1, true)
+  local b = string.find(member, '\\n', a + 1, true)
+  local attempts = string.sub(member, 1, a - 1)
+  redis.call('XADD', KEYS[2], '*', 'm', string.sub(member, b + 1), 'a', attempts)
+  redis.call('ZREM', KEYS[1], member)
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+
 # Trim a stream below the oldest entry some consumer group still needs: the smallest
 # pending id of each group, or its last delivered id when nothing is pending. Entries newer
 # than a group's last delivered id were never read by it and are above the cut too.
@@ -100,7 +115,7 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 # together, or neither happens (then the entry is redelivered). KEYS[1]: the stream the
 # entries came from; ARGV[1]: the group; ARGV[2]: inbox TTL in ms; then (inbox, body, entry
 # id) triples, one per handled message. Inboxes are named in ARGV, as MOVE_DUE's streams
-# are: this backend serves standalone Valkey/Redis, not cluster.
+# are: standalone only (on a cluster an inbox is in its own slot: reply, then ack).
 #
 # An inbox name that holds a key of another type can never take a reply: its entry is left
 # unacknowledged and its id returned, so that one message is refused (Undeliverable) while
@@ -147,7 +162,8 @@ return gone
 
 # Publish unless the de-duplication key is set; set it to the message id. One script, so
 # a crash cannot leave a key without its message or a message without its key. KEYS: the
-# key, the stream (or, delayed, its delay set), the delay index. ARGV: the message id, the
+# key, the stream (or, delayed, its delay set), the delay index (on a cluster, where the
+# index is in another slot, the caller adds to it). ARGV: the message id, the
 # window (ms), the body (or the delay set's member), the due time (unix ms; '' for now).
 PUBLISH_ONCE = """
 local first = redis.call('GET', KEYS[1])
@@ -158,7 +174,7 @@ if ARGV[4] == '' then
   redis.call('XADD', KEYS[2], '*', 'm', ARGV[3])
 else
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-  redis.call('SADD', KEYS[3], KEYS[2])
+  if #KEYS > 2 then redis.call('SADD', KEYS[3], KEYS[2]) end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]

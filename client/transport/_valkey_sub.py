@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from ..errors import TransportError, Undeliverable
 from ..wire import new_id
@@ -182,7 +182,7 @@ class ValkeySubscription(Subscription):
                 # replies go out while the next entries are read, and other replicas
                 # get their share of a backlog
                 batch = await self._fetch(min(free, self.transport.read_count))
-            except (RedisError, OSError, TransportError) as e:
+            except (RedisError, RedisClusterException, OSError, TransportError) as e:
                 failures += 1
                 if not isinstance(e, ResponseError):  # an answer: the server is there
                     self.transport.mark(False)
@@ -274,7 +274,7 @@ class ValkeySubscription(Subscription):
             await self.transport.redis.xclaim(
                 stream, self.channel, self.consumer, 0, list[Any](ids), idle=idle_ms, justid=True
             )
-        except (RedisError, OSError) as e:
+        except (RedisError, RedisClusterException, OSError) as e:
             raise TransportError(f"touch failed: {e}") from e
 
     async def close(self) -> None:
@@ -295,7 +295,7 @@ class ValkeyInbox(Inbox):
         while not self._closed:
             try:
                 bodies = await self._pop()
-            except (RedisError, OSError) as e:
+            except (RedisError, RedisClusterException, OSError) as e:
                 failures += 1
                 self.transport.mark(False)
                 log.warning("reading replies failed (%s); retrying", e)

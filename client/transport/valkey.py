@@ -24,8 +24,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    CrossSlotTransactionError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -51,7 +57,15 @@ OPTIONS = {
     "stale_consumer_s": "3600",
     "read_count": "16",
 }
-CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# (a cluster's answers while a master fails over count as the bus being away too)
+CONNECTION_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 
 class Keys:
@@ -81,7 +95,14 @@ class Keys:
 
     def hashed(self, kind: str, key: str) -> str:
         """``<prefix>:<kind>:<sha256 of key>``: any key, bounded in length."""
-        return f"{self.prefix}:{kind}:{hashlib.sha256(key.encode()).hexdigest()}"
+        return f"{self.prefix}:{kind}:{self.digest(key)}"
+
+    def dedupe(self, topic: str, key: str) -> str:
+        return self.hashed("dedupe", f"{topic}|{key}")
+
+    @staticmethod
+    def digest(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
 
 
 def redis_url(url: str) -> str:
@@ -103,7 +124,7 @@ class ValkeyTransport(Transport):
     ) -> None:
         self.url = url
         opts = {**OPTIONS, **options(url, OPTIONS)}
-        self.keys = Keys(opts["prefix"])
+        self.keys = self._make_keys(opts["prefix"])
         self.visibility_timeout_s = number_option(
             "visibility_timeout_s", opts["visibility_timeout_s"], 0.001
         )
@@ -112,17 +133,7 @@ class ValkeyTransport(Transport):
         self.stale_consumer_s = number_option("stale_consumer_s", opts["stale_consumer_s"])
         self.read_count = int(number_option("read_count", opts["read_count"], 1))
         self.touch_interval_s = self.visibility_timeout_s / 3
-        self.redis: Redis = redis or Redis.from_url(
-            redis_url(url),
-            password=password,
-            retry=Retry(EqualJitterBackoff(cap=1.0, base=0.05), 3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-        )
-        if redis is None:
-            pool = self.redis.connection_pool
-            pool.connection_class = hiredis_packing(pool.connection_class)
+        self.redis: Redis = redis or self._make_client(url, password)
         self.coalescer = Coalescer(self.redis, failed=self._failed, succeeded=self._worked)
         self._ok = False
         self._known_streams: set[str] = set()
@@ -131,6 +142,22 @@ class ValkeyTransport(Transport):
         self._last_trim = 0.0
         self._last_prune = time.monotonic()
         self._closed = False
+
+    def _make_keys(self, prefix: str) -> Keys:
+        return Keys(prefix)
+
+    def _make_client(self, url: str, password: str | None) -> Any:
+        redis = Redis.from_url(
+            redis_url(url),
+            password=password,
+            retry=Retry(EqualJitterBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+        )
+        pool = redis.connection_pool
+        pool.connection_class = hiredis_packing(pool.connection_class)
+        return redis
 
     # -- connection ------------------------------------------------------------------------
 
@@ -157,7 +184,7 @@ class ValkeyTransport(Transport):
     async def connect(self) -> None:
         try:
             await self.redis.ping()
-        except (RedisError, OSError) as e:
+        except (RedisError, RedisClusterException, OSError) as e:
             self.mark(False)
             raise TransportError(f"cannot reach the bus at {self.safe_url}: {e}") from e
         self.mark(True)
@@ -190,7 +217,7 @@ class ValkeyTransport(Transport):
 
     def _failed(self, error: Exception) -> Exception:
         """Connection trouble -> TransportError (and the bus marked unreachable)."""
-        if not isinstance(error, CONNECTION_ERRORS):
+        if not isinstance(error, CONNECTION_ERRORS) or _cross_slot(error):
             return error
         self.mark(False)
         failure = TransportError(f"bus {self.safe_url} unreachable: {error}")
@@ -236,7 +263,7 @@ class ValkeyTransport(Transport):
         if delay_s > 0:
             target, item = self.keys.delayed(stream), delayed_member(0, body)
             due = str(int((time.time() + delay_s) * 1000))
-        dedupe = self.keys.hashed("dedupe", f"{topic}|{key}")
+        dedupe = self.keys.dedupe(topic, key)
         keys = (dedupe, target, self.keys.delayed_index)
         window_ms = max(1, int(window_s * 1000))
         first = await self.call("EVAL", scripts.PUBLISH_ONCE, 3, *keys, id, window_ms, item, due)
@@ -411,23 +438,19 @@ class ValkeyTransport(Transport):
         """Move due delayed entries; every ``trim_interval_s`` trim what all groups acked."""
         zkeys = await self.call("SMEMBERS", self.keys.delayed_index)
         if zkeys:
-            now_ms = int(time.time() * 1000)
-            await self.call(
-                "EVAL",
-                scripts.MOVE_DUE,
-                1 + len(zkeys),
-                self.keys.delayed_index,
-                *zkeys,
-                now_ms,
-                1000,
-                len(self.keys.delayed_prefix),
-            )
+            await self._move_due(list(zkeys))
         if time.monotonic() - self._last_trim >= self.trim_interval_s:
             self._last_trim = time.monotonic()
             await self.trim()
         if self.stale_consumer_s > 0 and time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = time.monotonic()
             await self.prune_consumers(self.stale_consumer_s)
+
+    async def _move_due(self, zkeys: list[Any]) -> None:
+        now_ms = int(time.time() * 1000)
+        cut = len(self.keys.delayed_prefix)
+        index = self.keys.delayed_index
+        await self.call("EVAL", scripts.MOVE_DUE, 1 + len(zkeys), index, *zkeys, now_ms, 1000, cut)
 
     async def prune_consumers(self, idle_s: float) -> int:
         """Delete the consumers that hold nothing and were not seen for ``idle_s``."""
@@ -442,6 +465,11 @@ class ValkeyTransport(Transport):
         for stream in await self.call("SMEMBERS", self.keys.streams):
             trimmed += int(await self.call("EVAL", scripts.TRIM_ACKED, 1, stream))
         return trimmed
+
+
+def _cross_slot(error: Exception) -> bool:
+    """Keys of several slots in one command or transaction: a bug, not the bus away."""
+    return isinstance(error, CrossSlotTransactionError) or "same key slot" in str(error)
 
 
 def _b(value: Any) -> bytes:

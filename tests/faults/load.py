@@ -124,8 +124,12 @@ async def dead_letters(bus: FaultBus, transport: Transport) -> list[tuple[bytes,
         letters = await transport.dead_letters(TOPIC, CHANNEL, limit=10_000)
         return [(d.body, d.reason) for d in letters]
     # straight from the stream: a dead entry need not be one the transport can list
-    async with Redis.from_url(bus.redis_url) as r:
-        entries = await r.xrange(bus.key("dead", TOPIC, CHANNEL))
+    if bus.cluster is not None:
+        call: Any = getattr(transport, "call")  # noqa: B009 (a Valkey transport's)
+        entries = await call("XRANGE", bus.key("dead", TOPIC, CHANNEL), "-", "+")
+    else:
+        async with Redis.from_url(bus.redis_url) as r:
+            entries = await r.xrange(bus.key("dead", TOPIC, CHANNEL))
     return [(f.get(b"m", b""), f.get(b"reason", b"").decode(errors="replace")) for _, f in entries]
 
 

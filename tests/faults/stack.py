@@ -4,8 +4,10 @@ tests.faults.fns:ledger``), each a real process a scenario can SIGKILL.
 
 Buses: ``valkey`` (valkey-server with AOF, ``appendfsync always``), ``valkey-empty`` (the
 same server, but each restart starts from an empty data directory: a cache-style Valkey,
-or a pod that lost its volume) and ``nsq`` (the nsqd + nsqlookupd double as a process,
-which like nsqd keeps only memory queues, so a SIGKILL loses what it held).
+or a pod that lost its volume), ``nsq`` (the nsqd + nsqlookupd double as a process,
+which like nsqd keeps only memory queues, so a SIGKILL loses what it held) and ``cluster``
+(a Valkey Cluster of 3 masters and 3 replicas: kill() SIGKILLs the master of the topic's
+slot and returns once its replica took over).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests.nsq.support import OPTIONS as NSQ_OPTIONS
 from tests.nsq_double import NsqdProcess
 from tests.procs import Proc
 from tests.servers import ServerProcess, free_port
+from tests.valkey_cluster import ValkeyCluster
 
 TOPIC = "faults"
 CHANNEL = "ledger"
@@ -37,6 +40,15 @@ class FaultBus:
         self.crash_at: float | None = None  # set by kill() when the bus keeps nothing
         self.valkey: ServerProcess | None = None
         self.nsq: NsqdProcess | None = None
+        self.cluster: ValkeyCluster | None = None
+        self.killed: int | None = None  # the cluster node kill() took down
+        self.victim: int | None = None  # the master kill() takes down (default: the topic's)
+        options = f"block_ms=200&visibility_timeout_s={visibility_timeout_s}"
+        if kind == "cluster":
+            self.cluster = ValkeyCluster()
+            self.cluster.start()
+            self.url = f"{self.cluster.url}/?prefix={self.prefix}&{options}"
+            return
         if kind == "nsq":
             self.nsq = NsqdProcess(lookupd_http_port=0)
             self.nsq.start()
@@ -45,14 +57,11 @@ class FaultBus:
             return
         self.valkey = ServerProcess("valkey-server")
         self.valkey.start()
-        self.url = (
-            f"valkey://127.0.0.1:{self.valkey.port}/0?prefix={self.prefix}"
-            f"&block_ms=200&visibility_timeout_s={visibility_timeout_s}"
-        )
+        self.url = f"valkey://127.0.0.1:{self.valkey.port}/0?prefix={self.prefix}&{options}"
 
     @property
-    def persistent(self) -> bool:
-        return self.kind == "valkey"
+    def persistent(self) -> bool:  # (a cluster: the promoted replica has the data)
+        return self.kind in ("valkey", "cluster")
 
     @property
     def redis_url(self) -> str:
@@ -60,8 +69,23 @@ class FaultBus:
         return self.valkey.url
 
     def key(self, *parts: str) -> str:
-        """A Valkey key of this bus: ``key("topic", T)`` is ``<prefix>:topic:T``."""
+        """A Valkey key of this bus: ``key("topic", T)`` is ``<prefix>:topic:T`` (on a
+        cluster ``<prefix>:topic:{T}``: the topic is the hash tag)."""
+        if self.cluster is not None and len(parts) > 1:
+            parts = (parts[0], f"{{{parts[1]}}}", *parts[2:])
         return ":".join((self.prefix, *parts))
+
+    def topic_master(self) -> int:
+        assert self.cluster is not None
+        return self.cluster.master_of(self.key("topic", TOPIC))
+
+    def inbox_master(self) -> int:
+        """The cluster master a caller's reply inbox is on: where a BLMPOP waits."""
+        assert self.cluster is not None
+        for port in self.cluster.master_ports():
+            if "cmd=blmpop" in self.cluster.cli_out(port, "client", "list"):
+                return port
+        raise RuntimeError("no reply inbox is being read on any master")
 
     def kill(self) -> None:
         """SIGKILL the server; remembers when, if it takes its memory with it."""
@@ -69,6 +93,10 @@ class FaultBus:
             self.crash_at = time.monotonic()
         if self.nsq is not None:
             self.nsq.kill()
+            return
+        if self.cluster is not None:
+            self.killed = self.victim or self.topic_master()
+            self.cluster.failover(self.killed)
             return
         assert self.valkey is not None
         self.valkey.stop(signal.SIGKILL)
@@ -80,6 +108,9 @@ class FaultBus:
         """Start it again on the same address."""
         if self.nsq is not None:
             self.nsq.start()
+        elif self.cluster is not None:  # back as a replica of the promoted one
+            assert self.killed is not None
+            self.cluster.start_node(self.killed)
         else:
             assert self.valkey is not None
             self.valkey.start()
@@ -89,6 +120,8 @@ class FaultBus:
             self.nsq.stop()
         if self.valkey is not None:
             self.valkey.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
 
 COMMON = {"KF_LOG_LEVEL": "WARNING"}

@@ -88,11 +88,18 @@ async def test_dead_letters_are_listed_replayed_and_purged_on_their_shard(
     assert (figures.depth, figures.dead) == (1, 0)
 
 
-async def test_a_delayed_publish_on_a_cluster_says_why_it_is_refused(
-    valkey_cluster_url: str,
+async def test_a_delayed_publish_on_a_cluster_waits_in_the_topics_delay_set(
+    valkey_cluster: Any, valkey_cluster_url: str
 ) -> None:
-    with pytest.raises(UsageError, match="delayed publish on a cluster"):
-        await busops.publish(valkey_cluster_url, None, "t", {}, headers={}, delay_s=1)
+    # (through the client library's cluster transport, which takes valkey+cluster://)
+    await busops.publish(valkey_cluster_url, None, "later", {}, headers={}, delay_s=60)
+    p = prefix_of(valkey_cluster_url)
+    r = redis_of(valkey_cluster)
+    try:
+        assert await r.zcard(f"{p}:delayed:{p}:topic:{{later}}") == 1
+        assert await r.sismember(f"{p}:delayed", f"{p}:delayed:{p}:topic:{{later}}")
+    finally:
+        await r.aclose()
 
 
 async def test_an_unreachable_cluster_names_the_fix() -> None:

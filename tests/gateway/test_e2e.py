@@ -1,7 +1,8 @@
-"""End to end on each bus, real Valkey and NSQ (the nsqd + nsqlookupd double as a process,
-or a real nsqd from the environment, see tests/nsq/support.py): two gateway replicas and the
-functions in separate processes (``python -m kubefuncs.gateway``,
-``python -m kubefuncs tests.gateway.fns:behave``), as deployed."""
+"""End to end on each bus, real Valkey (one server and a 3-master cluster) and NSQ (the
+nsqd + nsqlookupd double as a process, or a real nsqd from the environment, see
+tests/nsq/support.py): two gateway replicas and the functions in separate processes
+(``python -m kubefuncs.gateway``, ``python -m kubefuncs tests.gateway.fns:behave``), as
+deployed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from kubefuncs import wire
 from kubefuncs.gateway.calls_nsq import TOPIC as CALLS_TOPIC
 from kubefuncs.gateway.calls_nsq import decode_update
 from kubefuncs.transport import from_url
-from redis.asyncio import Redis
 
 from tests.nsq.support import Pump, bus_url, real_nsq
 from tests.nsq_double import NsqdProcess
@@ -98,6 +98,20 @@ def valkey_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
 
 
 @contextlib.contextmanager
+def cluster_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    """The session's Valkey Cluster: the same tests as on one server (kind valkey)."""
+    cluster = request.getfixturevalue("valkey_cluster")
+    prefix = "e2e" + wire.new_id()[:8]
+    yield Bus("valkey", f"{cluster.url}/?prefix={prefix}", "", prefix)
+
+
+def bus_of(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[Bus]:
+    if request.param == "valkey":
+        return valkey_bus(request)
+    return cluster_bus(request) if request.param == "cluster" else nsq_bus()
+
+
+@contextlib.contextmanager
 def nsq_bus() -> Iterator[Bus]:
     real = real_nsq()
     if real is not None:
@@ -114,13 +128,13 @@ def nsq_bus() -> Iterator[Bus]:
         yield Bus("nsq", url)
 
 
-@pytest.fixture(scope="module", params=["valkey", "nsq"])
+@pytest.fixture(scope="module", params=["valkey", "cluster", "nsq"])
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     routes = Path(tmp_path_factory.mktemp("gw")) / "routes.yaml"
     routes.write_text(ROUTES)
-    with valkey_bus(request) if request.param == "valkey" else nsq_bus() as bus:
+    with bus_of(request) as bus:
         ports = free_port(), free_port()
         stack = Stack(bus, *(f"http://127.0.0.1:{port}" for port in ports))
         gateways = [gateway(bus.url, routes, port) for port in ports]
@@ -256,11 +270,12 @@ async def test_an_async_call_reaches_its_callback_and_every_replica(
 
 
 async def valkey_key_exists(stack: Stack, key: str) -> bool:
-    redis = Redis.from_url(stack.bus.redis_url)
+    transport = from_url(stack.bus.url)  # on one server or a cluster alike
+    await transport.connect()
     try:
-        return bool(await redis.exists(f"{stack.bus.prefix}:{key}"))
+        return bool(await transport.call("EXISTS", f"{stack.bus.prefix}:{key}"))  # type: ignore[attr-defined]
     finally:
-        await redis.aclose()
+        await transport.close()
 
 
 async def call_states(updates: Pump, call_id: str) -> list[tuple[str, bytes]]:

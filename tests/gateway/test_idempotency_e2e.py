@@ -119,8 +119,8 @@ async def test_an_async_replay_on_another_replica_names_the_same_call(
         assert r.headers["Idempotent-Replayed"] == "true"
 
 
-async def test_the_valkey_store_scripts(valkey_url: str) -> None:
-    transport = from_url(valkey_url)
+async def test_the_valkey_store_scripts(shared_url: str) -> None:
+    transport = from_url(shared_url)
     await transport.connect()
     store = ValkeyStore(transport.call, transport.keys.prefix)  # type: ignore[attr-defined]
     mine, theirs = Record("t1", "f").encode(), Record("t2", "f").encode()
@@ -136,7 +136,9 @@ async def test_the_valkey_store_scripts(valkey_url: str) -> None:
         assert await store.claim("short", mine, 0.05) is None
         await asyncio.sleep(0.1)
         assert await store.claim("short", theirs, 5) is None  # the claim expired
-        keys = await transport.call("KEYS", f"{transport.keys.prefix}:gw:idem:*")  # type: ignore[attr-defined]
+        redis = transport.redis  # type: ignore[attr-defined]
+        every = {"target_nodes": "primaries"} if "+cluster" in shared_url else {}
+        keys = await redis.keys(f"{transport.keys.prefix}:gw:idem:*", **every)  # type: ignore[attr-defined]
         assert len(keys) == 2
     finally:
         await transport.close()

@@ -73,9 +73,9 @@ async def test_memory_buckets_forget_idle_clients() -> None:
 
 
 @pytest.mark.real
-async def test_valkey_buckets_are_shared_by_every_replica(valkey_url: str) -> None:
+async def test_valkey_buckets_are_shared_by_every_replica(shared_url: str) -> None:
     # Given two gateway replicas, each with its own connection to the bus
-    a, b = from_url(valkey_url), from_url(valkey_url)
+    a, b = from_url(shared_url), from_url(shared_url)
     await a.connect()
     await b.connect()
     try:

@@ -23,11 +23,19 @@ from tests.procs import Proc
 from .test_process import lines, ready, start_fn, wait_for
 
 
-@pytest.fixture(params=["memory", pytest.param("valkey", marks=pytest.mark.real)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("valkey", marks=pytest.mark.real),
+        pytest.param("cluster", marks=pytest.mark.real),
+    ]
+)
 def bus(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return f"memory://once-{wire.new_id()}"
-    url: str = request.getfixturevalue("valkey_url")
+    url: str = request.getfixturevalue(
+        "valkey_url" if request.param == "valkey" else "valkey_cluster_url"
+    )
     return f"{url}&block_ms=100"
 
 

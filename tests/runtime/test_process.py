@@ -1,5 +1,6 @@
-"""The runtime as deployed: ``python -m kubefuncs`` processes against real Valkey/Redis,
-killed, stopped, and with the server restarted under them."""
+"""The runtime as deployed: ``python -m kubefuncs`` processes against real Valkey/Redis
+(one server, and a Valkey Cluster), killed, stopped, and with the server restarted under
+them."""
 
 from __future__ import annotations
 
@@ -69,8 +70,17 @@ async def wait_for(predicate: object, timeout_s: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture(params=["valkey", "cluster"])
+def url(request: pytest.FixtureRequest) -> str:
+    """One Valkey server, or the session's 3-master Valkey Cluster."""
+    base = request.getfixturevalue(
+        "valkey_url" if request.param == "valkey" else "valkey_cluster_url"
+    )
+    return f"{base}&{FAST}"
+
+
 @pytest.fixture
-def url(valkey_url: str) -> str:
+def standalone_url(valkey_url: str) -> str:
     return f"{valkey_url}&{FAST}"
 
 
@@ -125,8 +135,9 @@ async def test_sigkill_mid_message_hands_it_to_another_consumer(
 
 
 async def test_server_restart_is_survived_without_loss(
-    valkey_server: ServerProcess, url: str, tmp_path: Path, procs: list[Proc]
+    valkey_server: ServerProcess, standalone_url: str, tmp_path: Path, procs: list[Proc]
 ) -> None:
+    url = standalone_url  # (a cluster failover: tests/faults/test_cluster_failover.py)
     record = tmp_path / "r"
     proc, port = start_fn(url, record, KF_CONCURRENCY="4")
     procs.append(proc)

@@ -1,4 +1,5 @@
-"""One contract-test body, many buses: memory, fakeredis, real Valkey 8, real Redis 7, and
+"""One contract-test body, many buses: memory, fakeredis, real Valkey 8, real Redis 7, a real
+Valkey Cluster (3 masters, 3 replicas), and
 NSQ (the nsqd double, or a real nsqd when NSQD_TCP_ADDRESS/NSQD_HTTP_ADDRESS are set)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BUSES = [
     "fakeredis",
     pytest.param("valkey", marks=pytest.mark.real),
     pytest.param("redis", marks=pytest.mark.real),
+    pytest.param("cluster", marks=pytest.mark.real),
     "nsq",
 ]
 
@@ -53,6 +55,8 @@ def _url(request: pytest.FixtureRequest, kind: str) -> str:
     prefix = "t" + new_id()[:10]
     if kind == "memory":
         return f"memory://{prefix}?{OPTIONS}"
+    if kind == "cluster":  # the session's 3-master, 3-replica Valkey Cluster
+        return f"{request.getfixturevalue('valkey_cluster').url}/?prefix={prefix}&{OPTIONS}"
     server: ServerProcess = request.getfixturevalue(f"{kind}_server")
     return f"{kind}://127.0.0.1:{server.port}/0?prefix={prefix}&{OPTIONS}"
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import pytest
 from kubefuncs.errors import TransportError
+from kubefuncs.transport._valkey_cluster import ValkeyClusterTransport
 from kubefuncs.transport.valkey import ValkeyTransport
 
 from tests.servers import ServerProcess
@@ -18,11 +19,15 @@ pytestmark = pytest.mark.real
 T = TypeVar("T")
 
 
-@pytest.fixture(params=["valkey", "redis"])
+@pytest.fixture(params=["valkey", "redis", "cluster"])
 async def t(request: pytest.FixtureRequest) -> ValkeyTransport:
-    server: ServerProcess = request.getfixturevalue(f"{request.param}_server")
     prefix = "trim" + str(abs(hash(request.node.nodeid)) % 10**8)
-    transport = ValkeyTransport(f"redis://127.0.0.1:{server.port}/0?prefix={prefix}&{OPTIONS}")
+    if request.param == "cluster":  # the session's Valkey Cluster (3 masters, 3 replicas)
+        url = request.getfixturevalue("valkey_cluster").url
+        transport: ValkeyTransport = ValkeyClusterTransport(f"{url}/?prefix={prefix}&{OPTIONS}")
+    else:
+        server: ServerProcess = request.getfixturevalue(f"{request.param}_server")
+        transport = ValkeyTransport(f"redis://127.0.0.1:{server.port}/0?prefix={prefix}&{OPTIONS}")
     await transport.connect()
     yield transport
     await transport.close()
