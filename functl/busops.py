@@ -1,8 +1,7 @@
 """Bus operations behind apply, publish, call, status and dlq (thin async I/O).
 
 Everything goes through :func:`kubefuncs.transport.from_url`, so the commands work on any
-bus the client library speaks (valkey, nsq, memory); a ``valkey+cluster://`` bus it does
-not speak yet goes through :mod:`.clusterbus`. Bus errors become
+bus the client library speaks (valkey, a Valkey Cluster, nsq, memory). Bus errors become
 :class:`BusUnreachable` (exit 3); a bad URL becomes :class:`UsageError` (exit 2).
 """
 
@@ -52,18 +51,10 @@ async def connected(
 
 
 def _transport(url: str, password: str | None) -> Transport:
-    """The client library's transport; on a cluster bus it does not speak yet, functl's own
-    cluster path (:mod:`.clusterbus`)."""
+    """The client library's transport for ``url`` (a Valkey Cluster too)."""
     from kubefuncs.transport import from_url
 
-    try:
-        return from_url(url, password=password)
-    except ConfigError:
-        from . import clusterbus
-
-        if not clusterbus.is_cluster(url):
-            raise
-        return clusterbus.ClusterOps(url, password=password)
+    return from_url(url, password=password)
 
 
 def _safe(url: str) -> str:
