@@ -8,6 +8,7 @@ no per-request loggers, label lookups or task creation for sync calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from .auth import NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
 from .callbacks import CALLBACK_HEADER
 from .calls import CallStore, owner_of
 from .metrics import GatewayMetrics
+from .presence import Presence
 from .ratelimit import FailureBudget, Limiter
 from .responses import (
     CALL_ID,
@@ -70,6 +72,7 @@ class Gateway:
         store: CallStore,
         metrics: GatewayMetrics,
         once: idempotency.Store | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
@@ -82,6 +85,7 @@ class Gateway:
         )
         self.store = store
         self.metrics = metrics
+        self.presence = presence  # None: no scaler and no cold-start timeouts
         self._tracer = tracing.current()  # None unless OTEL_* ask for traces
         self.guard = idempotency.Guard(once or idempotency.MemoryStore(), metrics.replayed)
         self.address = ""  # reply inbox, opened by start()
@@ -215,11 +219,22 @@ class Gateway:
             body, refusal = await self._body(request) if request.body_exists else (b"", None)
             if refusal is not None:
                 return refusal
+            if self.presence is not None:
+                route = self._arriving(route)
             if route.idempotency is not None and idempotency.HEADER in request.headers:
                 return await self._idempotent(request, route, principal, body)
             return await self._invoke(request, route, principal, body)
         finally:
             self.in_flight -= 1
+
+    def _arriving(self, route: Route) -> Route:
+        """Tell presence work arrived (a function at zero is woken); with no consumer
+        running, the request waits the route's cold-start timeout if it is the longer."""
+        assert self.presence is not None
+        cold_s = route.cold_start_timeout_s
+        if not self.presence.arrived(route.topic) or cold_s is None or cold_s <= route.timeout_s:
+            return route
+        return dataclasses.replace(route, timeout_s=cold_s)
 
     async def _invoke(
         self, request: web.Request, route: Route, principal: Principal | None, body: bytes

@@ -1,0 +1,143 @@
+"""Which functions are running: the gateway's knowledge of its topics' consumers.
+
+The gateway publishes every request and event, so it is the first to know that work has
+arrived for a function; whether that function runs is read from the bus (live consumers,
+``Transport.consumers``) every ``poll_s`` by one background task, never on the request
+path. Two users:
+
+* the KEDA external scaler (scaler.py): each open ``StreamIsActive`` stream is a
+  :class:`Watcher` of one topic/channel, woken at once when work arrives for a channel with
+  no live consumer (or none known yet), so KEDA scales it from zero without waiting for
+  its next poll;
+* routes with ``cold_start_timeout_s``: a request to a topic with no live consumer waits
+  that long for its reply instead of the route's ``timeout_s``.
+
+An unknown state (not polled yet, or a bus that cannot tell, e.g. NSQ) counts as cold: a
+push too many costs KEDA one check, a push too few costs a caller the poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from kubefuncs.errors import TransportError
+from kubefuncs.transport import Transport
+
+log = logging.getLogger("kubefuncs.gateway.scaler")
+
+Key = tuple[str, str | None]  # (topic, channel); channel None: any channel of the topic
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSettings:
+    poll_s: float = 1.0  # how often live consumers are read from the bus
+    idle_s: float = 10.0  # a consumer that has not read for this long is not running
+    push_interval_s: float = 1.0  # at most one push per topic/channel this often
+    active_s: float = 30.0  # IsActive stays true this long after the last arrival
+
+
+@dataclass(eq=False, slots=True)
+class Watcher:
+    """One StreamIsActive stream: ``wake`` is set when it should send ``true``."""
+
+    topic: str
+    channel: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Presence:
+    """Live consumers by topic/channel, the last arrival by topic, and the watchers."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        settings: PresenceSettings,
+        topics: Iterable[str] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport = transport
+        self.settings = settings
+        self._clock = clock
+        self.live: dict[Key, int | None] = {(t, None): None for t in topics}
+        self.arrivals: dict[str, float] = {}
+        self.watchers: dict[str, set[Watcher]] = {}
+        self._pushed: dict[Key, float] = {}
+
+    # -- the request path (synchronous, no I/O) -------------------------------------------
+
+    def arrived(self, topic: str) -> bool:
+        """Note work for ``topic``; wake the watchers of its channels that may be at zero.
+        True when no consumer of the topic is known to be running (a cold start)."""
+        now = self._clock()
+        self.arrivals[topic] = now
+        watchers = self.watchers.get(topic)
+        if watchers:
+            for watcher in watchers:
+                if not self.live.get((topic, watcher.channel)):
+                    self._push(watcher, now)
+        return not self.live.get((topic, None))
+
+    def _push(self, watcher: Watcher, now: float) -> None:
+        key = (watcher.topic, watcher.channel)
+        if now - self._pushed.get(key, float("-inf")) < self.settings.push_interval_s:
+            return
+        self._pushed[key] = now
+        for each in self.watchers.get(watcher.topic, ()):
+            if each.channel == watcher.channel:
+                each.wake.set()
+
+    def recently_active(self, topic: str) -> bool:
+        arrived = self.arrivals.get(topic)
+        return arrived is not None and self._clock() - arrived < self.settings.active_s
+
+    # -- watchers (scaler.py) --------------------------------------------------------------
+
+    def watch(self, topic: str, channel: str) -> Watcher:
+        watcher = Watcher(topic, channel)
+        self.watchers.setdefault(topic, set()).add(watcher)
+        self.live.setdefault((topic, channel), None)
+        return watcher
+
+    def unwatch(self, watcher: Watcher) -> None:
+        same = self.watchers.get(watcher.topic)
+        if same is not None:
+            same.discard(watcher)
+            if not same:
+                del self.watchers[watcher.topic]
+
+    # -- the poll loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Refresh every key each ``poll_s``; a bus that fails leaves the keys unknown."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.settings.poll_s)
+
+    async def refresh(self) -> None:
+        for key in list(self.live):
+            try:
+                self.live[key] = await self.transport.consumers(
+                    key[0], key[1], idle_s=self.settings.idle_s
+                )
+            except TransportError as e:
+                log.debug("consumers of %s unknown: %s", key[0], e)
+                self.live[key] = None
+            if key[1] is not None and not self.live[key]:
+                await self._wake_if_waiting(key[0], key[1])
+
+    async def _wake_if_waiting(self, topic: str, channel: str) -> None:
+        """Work that is waiting for a channel with no consumer (published while the state
+        said it ran, or by someone else than this gateway) wakes its watchers too."""
+        watchers = [w for w in self.watchers.get(topic, ()) if w.channel == channel]
+        if watchers and await self.waiting(topic, channel):
+            self._push(watchers[0], self._clock())
+
+    async def waiting(self, topic: str, channel: str) -> int:
+        """Messages waiting for the channel or held by it (depth + in flight + delayed)."""
+        stats = await self.transport.stats(topic, channel)
+        return stats.depth + stats.in_flight + stats.delayed
