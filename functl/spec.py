@@ -34,6 +34,8 @@ exactly these keys:
 ``rate_limit``   None or the route's ``rate_limit:`` value as written (number/dict)
 ``idempotency``  None or the route's ``idempotency:`` value as written (bool/dict)
 ``middleware``   None or list[str] of ``module:function`` gateway middleware names
+``cold_start_timeout_s``  None or float: how long the gateway waits when the function
+                 runs no replica (docs/scaling.md)
 ===============  ================================================================
 
 ``SpecError.issues`` lists every problem found as ``Issue(file, line, path, problem, hint)``;
