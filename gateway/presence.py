@@ -104,11 +104,16 @@ class Presence:
         return watcher
 
     def unwatch(self, watcher: Watcher) -> None:
-        same = self.watchers.get(watcher.topic)
-        if same is not None:
-            same.discard(watcher)
-            if not same:
-                del self.watchers[watcher.topic]
+        """Forget a closed stream, and its channel once no stream watches it (so streams
+        naming ever new channels cannot grow what each poll reads)."""
+        same = self.watchers.get(watcher.topic, set())
+        same.discard(watcher)
+        if not same:
+            self.watchers.pop(watcher.topic, None)
+        if not any(w.channel == watcher.channel for w in same):
+            key = (watcher.topic, watcher.channel)
+            self.live.pop(key, None)
+            self._pushed.pop(key, None)
 
     # -- the poll loop ---------------------------------------------------------------------
 

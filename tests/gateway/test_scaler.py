@@ -99,21 +99,25 @@ async def test_a_request_for_a_function_at_zero_is_pushed_and_answered_once_it_s
         await stream.send_message(ref(), end=True)
         await asyncio.sleep(0.3)  # the stream is registered (a push that comes later still counts)
         async with aiohttp.ClientSession() as http:
-            # When a request arrives for it
+            # When requests arrive for it
             sent = time.monotonic()
-            reply = asyncio.ensure_future(http.post(f"{stack.http}/wake/x", data=b"hello"))
+            replies = [
+                asyncio.ensure_future(http.post(f"{stack.http}/wake/{i}", data=f"hello {i}"))
+                for i in range(3)
+            ]
             # Then KEDA is told at once that it is active
             pushed = await asyncio.wait_for(stream.recv_message(), PUSH_WITHIN_S)
             assert pushed is not None and pushed.result is True
-            # And the request waits in the topic, past its normal 1 s timeout, for the
+            # And the requests wait in the topic, past their normal 1 s timeout, for the
             # function that starts late (a pod scaled from zero)
             await asyncio.sleep(1.5)
-            assert not reply.done()
+            assert not any(r.done() for r in replies)
             worker = function(stack.bus, "wake")
             try:
-                response = await asyncio.wait_for(reply, 25)
-                assert response.status == 200, await response.text()
-                assert (await response.json())["body"] == "hello"
+                for i, reply in enumerate(replies):
+                    response = await asyncio.wait_for(reply, 25)
+                    assert response.status == 200, await response.text()
+                    assert (await response.json())["body"] == f"hello {i}"
                 assert time.monotonic() - sent > 1.5
             finally:
                 worker.stop()

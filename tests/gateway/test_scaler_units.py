@@ -82,7 +82,7 @@ async def test_waiting_work_wakes_a_watcher_on_the_next_poll() -> None:
         await presence.refresh()
         assert watcher.wake.is_set()
         presence.unwatch(watcher)
-        assert presence.watchers == {}
+        assert (presence.watchers, presence.live) == ({}, {})
 
 
 def test_recent_arrivals_keep_a_topic_active_for_active_s() -> None:
