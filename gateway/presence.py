@@ -67,6 +67,7 @@ class Presence:
         self.arrivals: dict[str, float] = {}
         self.watchers: dict[str, set[Watcher]] = {}
         self._pushed: dict[Key, float] = {}
+        self.pushes: dict[str, int] = {}  # by topic (kubefuncs_gateway_scaler_pushes)
 
     # -- the request path (synchronous, no I/O) -------------------------------------------
 
@@ -87,9 +88,13 @@ class Presence:
         if now - self._pushed.get(key, float("-inf")) < self.settings.push_interval_s:
             return
         self._pushed[key] = now
+        self.pushes[watcher.topic] = self.pushes.get(watcher.topic, 0) + 1
         for each in self.watchers.get(watcher.topic, ()):
             if each.channel == watcher.channel:
                 each.wake.set()
+
+    def streams(self) -> int:
+        return sum(len(w) for w in self.watchers.values())
 
     def recently_active(self, topic: str) -> bool:
         arrived = self.arrivals.get(topic)
@@ -124,16 +129,24 @@ class Presence:
             await asyncio.sleep(self.settings.poll_s)
 
     async def refresh(self) -> None:
+        """One pass over the keys; a key the bus cannot answer for is unknown (cold) until
+        the next pass, and nothing a bus answers can end the loop."""
         for key in list(self.live):
             try:
-                self.live[key] = await self.transport.consumers(
-                    key[0], key[1], idle_s=self.settings.idle_s
-                )
+                await self._refresh(key)
             except TransportError as e:
                 log.debug("consumers of %s unknown: %s", key[0], e)
                 self.live[key] = None
-            if key[1] is not None and not self.live[key]:
-                await self._wake_if_waiting(key[0], key[1])
+            except Exception:  # a bus answer we cannot read must not stop the loop
+                log.exception("reading the consumers of %s failed", key[0])
+                self.live[key] = None
+
+    async def _refresh(self, key: Key) -> None:
+        live = await self.transport.consumers(key[0], key[1], idle_s=self.settings.idle_s)
+        if key in self.live:  # a stream may have closed meanwhile
+            self.live[key] = live
+        if key[1] is not None and not live:
+            await self._wake_if_waiting(key[0], key[1])
 
     async def _wake_if_waiting(self, topic: str, channel: str) -> None:
         """Work that is waiting for a channel with no consumer (published while the state

@@ -95,6 +95,8 @@ class Gateway:
         self._background: set[asyncio.Task[None]] = set()
         metrics.watch_late(lambda: self.replies.late)
         metrics.in_flight.set_function(lambda: self.in_flight)
+        if presence is not None:
+            metrics.watch_scaler(lambda: presence.pushes, presence.streams)
 
     async def start(self) -> None:
         """Open this process's reply inbox; while the bus is unreachable keep trying in the

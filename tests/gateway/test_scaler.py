@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -108,6 +109,13 @@ async def test_a_request_for_a_function_at_zero_is_pushed_and_answered_once_it_s
             # Then KEDA is told at once that it is active
             pushed = await asyncio.wait_for(stream.recv_message(), PUSH_WITHIN_S)
             assert pushed is not None and pushed.result is True
+            async with http.get(f"{stack.http}/metrics") as r:
+                metrics = await r.text()
+            # one push for the three (a second may come from the poll a second later)
+            assert re.search(
+                r'kubefuncs_gateway_scaler_pushes_total\{topic="wake"\} [12]\.0', metrics
+            )
+            assert "kubefuncs_gateway_scaler_streams 1.0" in metrics
             # And the requests wait in the topic, past their normal 1 s timeout, for the
             # function that starts late (a pod scaled from zero)
             await asyncio.sleep(1.5)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from kubefuncs.errors import ConfigError
+from kubefuncs.errors import ConfigError, TransportError
 from kubefuncs.gateway import routes
 from kubefuncs.gateway.presence import Presence, PresenceSettings
 from kubefuncs.gateway.scaler import Ref, parse_ref
@@ -152,3 +152,24 @@ def test_the_committed_stubs_are_generated_from_the_proto(tmp_path: Path) -> Non
         assert (tmp_path / name).read_text() == (here / name).read_text(), (
             f"run make protos: {name}"
         )
+
+
+class Failing:
+    """A bus whose consumer counts fail: unreachable, or an answer nobody can read."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def consumers(self, topic: str, channel: str | None, *, idle_s: float) -> int | None:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [TransportError("down"), ValueError("idle is not a number")])
+async def test_a_bus_that_fails_leaves_the_state_unknown_and_the_poll_alive(
+    error: Exception,
+) -> None:
+    presence = Presence(Failing(error), PresenceSettings(), ["orders"])  # type: ignore[arg-type]
+    presence.live[("orders", None)] = 1
+    await presence.refresh()  # does not raise
+    assert presence.live == {("orders", None): None}
+    assert presence.arrived("orders") is True  # unknown counts as cold
