@@ -159,3 +159,7 @@ class Presence:
         """Messages waiting for the channel or held by it (depth + in flight + delayed)."""
         stats = await self.transport.stats(topic, channel)
         return stats.depth + stats.in_flight + stats.delayed
+
+    async def depth(self, topic: str, channel: str) -> int:
+        """Messages not yet delivered to the channel (its lag, retries included)."""
+        return (await self.transport.stats(topic, channel)).depth

@@ -9,8 +9,9 @@ A ScaledObject's ``external-push`` trigger names one function by its scaler meta
   function at zero starts without waiting for KEDA's next poll. Only ``true`` is ever sent:
   scaling down stays the polling triggers' and the cooldown's decision.
 * ``IsActive``: messages wait for or are held by the channel, or one arrived lately.
-* ``GetMetricSpec`` / ``GetMetrics``: the waiting messages against ``targetSize`` (the same
-  figure as the queue-depth triggers, which stay the source of the replica count).
+* ``GetMetricSpec`` / ``GetMetrics``: the messages not yet delivered (the channel's lag,
+  retries included) against ``targetSize``, the figure the lag triggers read: they stay
+  the source of the replica count.
 
 Bad metadata is a gRPC error with the reason (INVALID_ARGUMENT; NOT_FOUND for a topic
 this gateway does not publish to); a bus that cannot answer is UNAVAILABLE.
@@ -19,7 +20,7 @@ this gateway does not publish to); a bus that cannot answer is UNAVAILABLE.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -98,16 +99,16 @@ class ExternalScaler(ExternalScalerBase):
             raise GRPCError(Status.INVALID_ARGUMENT, "no ScaledObjectRef in the request")
         return parse_ref(dict(message.scalerMetadata), self.topics)
 
-    async def _waiting(self, ref: Ref) -> int:
+    async def _ask(self, figure: Callable[[str, str], Awaitable[int]], ref: Ref) -> int:
         try:
-            return await self.presence.waiting(ref.topic, ref.channel)
+            return await figure(ref.topic, ref.channel)
         except TransportError as e:
             raise GRPCError(Status.UNAVAILABLE, f"the bus cannot tell the queue depth: {e}") from e
 
     async def _active(self, ref: Ref) -> bool:
         if self.presence.recently_active(ref.topic):
             return True
-        return await self._waiting(ref) > 0
+        return await self._ask(self.presence.waiting, ref) > 0
 
     async def IsActive(self, stream: Stream[pb.ScaledObjectRef, pb.IsActiveResponse]) -> None:
         ref = self._ref(await stream.recv_message())
@@ -139,9 +140,9 @@ class ExternalScaler(ExternalScalerBase):
         if request is None or not request.HasField("scaledObjectRef"):
             raise GRPCError(Status.INVALID_ARGUMENT, "GetMetricsRequest lacks scaledObjectRef")
         ref = self._ref(request.scaledObjectRef)
-        waiting = await self._waiting(ref)
+        depth = await self._ask(self.presence.depth, ref)
         value = pb.MetricValue(
-            metricName=request.metricName or METRIC, metricValue=waiting, metricValueFloat=waiting
+            metricName=request.metricName or METRIC, metricValue=depth, metricValueFloat=depth
         )
         await stream.send_message(pb.GetMetricsResponse(metricValues=[value]))
 
