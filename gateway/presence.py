@@ -19,13 +19,18 @@ push too many costs KEDA one check, a push too few costs a caller the poll inter
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kubefuncs.errors import TransportError
 from kubefuncs.transport import Transport
+
+if TYPE_CHECKING:  # settings import this module, and routes import settings (via auth)
+    from .routes import Route
 
 log = logging.getLogger("kubefuncs.gateway.scaler")
 
@@ -82,6 +87,14 @@ class Presence:
                 if not self.live.get((topic, watcher.channel)):
                     self._push(watcher, now)
         return not self.live.get((topic, None))
+
+    def route_for(self, route: Route) -> Route:
+        """Note work for ``route``'s topic; with no consumer running, the route with its
+        cold-start timeout as its timeout when that is the longer."""
+        cold_s = route.cold_start_timeout_s
+        if not self.arrived(route.topic) or cold_s is None or cold_s <= route.timeout_s:
+            return route
+        return dataclasses.replace(route, timeout_s=cold_s)
 
     def _push(self, watcher: Watcher, now: float) -> None:
         key = (watcher.topic, watcher.channel)

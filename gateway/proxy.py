@@ -8,7 +8,6 @@ no per-request loggers, label lookups or task creation for sync calls.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -222,21 +221,12 @@ class Gateway:
             if refusal is not None:
                 return refusal
             if self.presence is not None:
-                route = self._arriving(route)
+                route = self.presence.route_for(route)
             if route.idempotency is not None and idempotency.HEADER in request.headers:
                 return await self._idempotent(request, route, principal, body)
             return await self._invoke(request, route, principal, body)
         finally:
             self.in_flight -= 1
-
-    def _arriving(self, route: Route) -> Route:
-        """Tell presence work arrived (a function at zero is woken); with no consumer
-        running, the request waits the route's cold-start timeout if it is the longer."""
-        assert self.presence is not None
-        cold_s = route.cold_start_timeout_s
-        if not self.presence.arrived(route.topic) or cold_s is None or cold_s <= route.timeout_s:
-            return route
-        return dataclasses.replace(route, timeout_s=cold_s)
 
     async def _invoke(
         self, request: web.Request, route: Route, principal: Principal | None, body: bytes

@@ -173,3 +173,17 @@ async def test_a_bus_that_fails_leaves_the_state_unknown_and_the_poll_alive(
     await presence.refresh()  # does not raise
     assert presence.live == {("orders", None): None}
     assert presence.arrived("orders") is True  # unknown counts as cold
+
+
+async def test_a_request_waits_the_cold_start_timeout_only_while_no_consumer_runs() -> None:
+    async with from_url("memory://") as bus:
+        table = routes.loads("/a/: {topic: a, timeout_s: 2, cold_start_timeout_s: 60}\n/b/: b\n")
+        cold_route, plain = table.match("/a/x"), table.match("/b/")
+        assert cold_route is not None and plain is not None
+        presence = Presence(bus, PresenceSettings(), ["a"])
+        assert presence.route_for(cold_route).timeout_s == 60  # nobody consumes a
+        assert presence.route_for(plain) is plain  # no cold-start timeout: unchanged
+        sub = await bus.subscribe("a", "fn", max_in_flight=1)
+        await presence.refresh()
+        assert presence.route_for(cold_route).timeout_s == 2  # a runs
+        await sub.close()
