@@ -4,7 +4,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/$(VENV):$(CURDIR)/.ci/tools/node_modules/.bin:$(PATH)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup dev test test-fast lint typecheck bench clean
+.PHONY: setup dev test test-fast lint typecheck protos bench clean
 
 setup:  ## install system packages, the locked Python env, Node and chart tools
 	@bash .ci/setup
@@ -24,6 +24,9 @@ lint:
 
 typecheck:  ## mypy strict on the three packages, through their installed names
 	@bash .ci/typecheck
+
+protos:  ## regenerate the committed gRPC stubs of KEDA's external scaler (gateway/externalscaler)
+	@bash .ci/protos
 
 bench: setup
 	$(VENV)/python bench/runtime.py

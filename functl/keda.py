@@ -15,6 +15,12 @@ pkg/scalers/redis_streams_scaler.go and nsq_scaler.go and the scaler docs):
   hash tag (``kf:topic:{T}``, ``kf:retry:{T}:C``), so a topic's streams share one slot.
 * ``nsq``: ``nsqLookupdHTTPAddresses``, ``topic``, ``channel``, ``depthThreshold``,
   ``activationDepthThreshold``.
+* ``external-push``: ``scalerAddress``; the other keys reach the gateway's scaler as
+  ``scalerMetadata`` (gateway/scaler.py reads ``topic``, ``channel``, ``targetSize``).
+
+``fallback`` (``failureThreshold``, ``replicas``) and
+``advanced.horizontalPodAutoscalerConfig.behavior.scaleDown`` come from ``scaling:``
+(:func:`degrading`); docs/scaling.md explains the defaults.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ def scaled_object(spec: Spec, fn: Function, target: Target, bus: BusTarget) -> O
     triggers = (
         valkey_triggers(spec, fn, target, bus) if bus.kind == "valkey" else nsq_triggers(fn, bus)
     )
+    triggers += push_triggers(fn, target)
     return {
         "apiVersion": KEDA_API,
         "kind": "ScaledObject",
@@ -70,9 +77,52 @@ def scaled_object(spec: Spec, fn: Function, target: Target, bus: BusTarget) -> O
             "cooldownPeriod": s.cooldown_s,
             "minReplicaCount": s.min,
             "maxReplicaCount": s.max,
+            **degrading(fn),
             "triggers": triggers,
         },
     }
+
+
+SCALER_PORT = 9090  # the gateway chart's scaler.port
+
+
+def push_triggers(fn: Function, target: Target) -> list[Obj]:
+    """The ``external-push`` trigger on the gateway's scaler, when ``scaling.push``."""
+    s = fn.scaling
+    if not s.push:
+        return []
+    address = s.push_address or f"{target.release}-gateway.{target.namespace}.svc:{SCALER_PORT}"
+    meta = {
+        "scalerAddress": address,
+        "topic": fn.topic,
+        "channel": fn.channel,
+        "targetSize": str(s.target),
+    }
+    return [{"type": "external-push", "name": "push", "metadata": meta}]
+
+
+def degrading(fn: Function) -> Obj:
+    """``fallback`` and the HPA's scale-down behaviour of a ScaledObject."""
+    s = fn.scaling
+    out: Obj = {}
+    if s.fallback is not None:
+        out["fallback"] = {
+            "failureThreshold": s.fallback.failures,
+            "replicas": s.fallback.replicas,
+        }
+    behavior = scale_down_behavior(fn)
+    if behavior is not None:
+        out["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": behavior}}
+    return out
+
+
+def scale_down_behavior(fn: Function) -> Obj | None:
+    """An autoscaling/v2 ``behavior`` with the function's scale-down window and step."""
+    down = fn.scaling.scale_down
+    if down is None:
+        return None
+    policy = {"type": "Percent", "value": down.percent, "periodSeconds": down.period_s}
+    return {"scaleDown": {"stabilizationWindowSeconds": down.stabilization_s, "policies": [policy]}}
 
 
 def streams(fn: Function, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
@@ -159,6 +209,7 @@ def hpa(fn: Function, target: Target) -> Obj:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": fn.scaling.min,
             "maxReplicas": fn.scaling.max,
+            **_behavior(fn),
             "metrics": [
                 {
                     "type": "Resource",
@@ -173,3 +224,8 @@ def hpa(fn: Function, target: Target) -> Obj:
             ],
         },
     }
+
+
+def _behavior(fn: Function) -> Obj:
+    behavior = scale_down_behavior(fn)
+    return {} if behavior is None else {"behavior": behavior}

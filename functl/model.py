@@ -22,6 +22,23 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Fallback:
+    """KEDA ``fallback``: replicas kept while the scaler cannot read the bus."""
+
+    failures: int  # consecutive failed reads before the fallback applies
+    replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDown:
+    """The HPA's scale-down behaviour: a stabilisation window and a step."""
+
+    stabilization_s: int  # the highest recommendation of this window is used
+    percent: int  # at most this share of the replicas is removed ...
+    period_s: int  # ... per this many seconds
+
+
+@dataclass(frozen=True, slots=True)
 class Scaling:
     keda: bool
     min: int
@@ -31,6 +48,10 @@ class Scaling:
     cooldown_s: int
     polling_s: int
     cpu_percent: int
+    push: bool = False  # an external-push trigger on the gateway's scaler (wake at once)
+    push_address: str | None = None  # host:port; None: <release>-gateway.<namespace>.svc:9090
+    fallback: Fallback | None = None  # None: no fallback
+    scale_down: ScaleDown | None = None  # None: Kubernetes' default behaviour
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +82,7 @@ class Route:
     rate_limit: Any
     middleware: tuple[str, ...] = ()  # module:function names, for the gateway
     idempotency: Any = None
+    cold_start_timeout_s: float | None = None  # None: timeout_s also when at zero replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +156,7 @@ class Spec:
     def routes(self) -> list[dict[str, Any]]:
         """Every HTTP route, in file order, as plain dicts with exactly the keys
         ``prefix, topic, methods, timeout_s, async, auth, cors, rate_limit, middleware,
-        idempotency``."""
+        idempotency, cold_start_timeout_s``."""
         return [
             {
                 "prefix": r.prefix,
@@ -147,6 +169,7 @@ class Spec:
                 "rate_limit": r.rate_limit,
                 "middleware": list(r.middleware) or None,
                 "idempotency": r.idempotency,
+                "cold_start_timeout_s": r.cold_start_timeout_s,
             }
             for fn in self.functions
             for r in fn.routes

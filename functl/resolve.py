@@ -15,7 +15,17 @@ from typing import Any
 
 from . import expiry, netpol, resolve_source
 from .errors import Issue
-from .model import Bus, Function, Network, Retry, Route, Scaling, Schedule, Spec
+from .model import (
+    Bus,
+    Function,
+    Network,
+    Retry,
+    Route,
+    Scaling,
+    Schedule,
+    Spec,
+)
+from .resolve_scaling import fallback, scale_down
 from .yamlmarks import Marked, Path, format_path
 
 BUILTIN: dict[str, Any] = {
@@ -131,7 +141,7 @@ class Resolver:
             timeout_s=timeout_s,
             grace_s=float(s["grace_s"]) if s["grace_s"] is not None else timeout_s + GRACE_MARGIN_S,
             retry=self.retry(i, raw, s["retry"]),
-            scaling=self.scaling(i, raw, s["scaling"]),
+            scaling=self.scaling(i, raw, s["scaling"], bool(raw.get("routes"))),
             resources=s["resources"],
             env=env,
             env_from=tuple(s["envFrom"])
@@ -196,7 +206,9 @@ class Resolver:
             )
         return retry
 
-    def scaling(self, i: int, raw: Mapping[str, Any], s: Mapping[str, Any]) -> Scaling:
+    def scaling(
+        self, i: int, raw: Mapping[str, Any], s: Mapping[str, Any], routed: bool = False
+    ) -> Scaling:
         keda = bool(s["keda"])
         low = s.get("min", 0 if keda else 1)
         if not keda and low == 0:
@@ -220,6 +232,10 @@ class Resolver:
             int(s["cooldown_s"]),
             int(s["polling_s"]),
             int(s["cpu_percent"]),
+            push=bool(s.get("push", keda and low == 0 and routed)),
+            push_address=s.get("push_address"),
+            fallback=fallback(s.get("fallback"), int(low)),
+            scale_down=scale_down(s.get("scale_down")),
         )
 
     def network(self, i: int, raw: Mapping[str, Any], n: Mapping[str, Any]) -> Network:
@@ -361,6 +377,7 @@ def _route(item: Any, timeout_s: float) -> Route:
         rate_limit=item.get("rate_limit"),
         middleware=tuple(item.get("middleware") or ()),
         idempotency=item.get("idempotency"),
+        cold_start_timeout_s=item.get("cold_start_timeout_s"),
     )
 
 

@@ -10,18 +10,6 @@ Public, stable API (the gateway reads routes through it)::
 ``Spec.routes()`` returns a list of plain dicts, one per HTTP route in file order, with
 exactly these keys:
 
-``prefix``     str, URL path prefix starting with ``/`` (unique across the file)
-``topic``      str, the topic of the function the route leads to
-``methods``    list[str] of upper-case methods, or None for any method
-``timeout_s``  float, how long the gateway waits for the reply (default: the
-               function's ``timeout_s``)
-``async``      bool, True: answer 202 with a call id instead of waiting
-``auth``       None or the route's ``auth:`` value as written (str/bool/dict)
-``cors``       None or the route's ``cors:`` value as written (bool/dict)
-``rate_limit`` None or the route's ``rate_limit:`` value as written (number/dict)
-``middleware`` None or list[str] of ``module:function`` gateway middleware names
-=============  ================================================================
-=======
 ===============  ================================================================
 ``prefix``       str, URL path prefix starting with ``/`` (unique across the file)
 ``topic``        str, the topic of the function the route leads to
@@ -34,6 +22,9 @@ exactly these keys:
 ``rate_limit``   None or the route's ``rate_limit:`` value as written (number/dict)
 ``idempotency``  None or the route's ``idempotency:`` value as written (bool/dict)
 ``middleware``   None or list[str] of ``module:function`` gateway middleware names
+``cold_start_timeout_s``
+                 None or float: how long the gateway waits when the function
+                 runs no replica (docs/scaling.md)
 ===============  ================================================================
 
 ``SpecError.issues`` lists every problem found as ``Issue(file, line, path, problem, hint)``;

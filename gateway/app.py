@@ -24,10 +24,12 @@ from .calls import CallStore, MemoryCallStore, ValkeyCallStore
 from .calls_nsq import NsqCallStore
 from .frontdoor import refuse_bad_requests
 from .metrics import GatewayMetrics
+from .presence import Presence
 from .proxy import Gateway
 from .ratelimit import Command, Limiter, MemoryLimiter, ValkeyLimiter
 from .reload import RouteFiles, watch
 from .routes import RouteTable
+from .scaler import ExternalScaler, serving
 from .settings import GatewaySettings
 
 log = logging.getLogger("kubefuncs.gateway")
@@ -52,6 +54,7 @@ def create_app(
         store=_store(bus),
         metrics=GatewayMetrics(),
         once=_once(bus),
+        presence=_presence(settings, table, bus),
     )
     app = web.Application(
         client_max_size=max(1, settings.max_body_bytes), middlewares=[refuse_bad_requests]
@@ -61,6 +64,8 @@ def create_app(
     app.cleanup_ctx.extend(
         [_bus_ctx, _calls_ctx, _maintain_ctx, _reload_ctx, _session_ctx, _auth_ctx]
     )
+    if gateway.presence is not None:
+        app.cleanup_ctx.append(_presence_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -83,6 +88,21 @@ def check(settings: GatewaySettings, table: RouteTable) -> None:
 
 
 _JWT_VARIABLES = "KF_GATEWAY_JWT_SECRET (or KF_GATEWAY_JWT_PUBLIC_KEY_FILE, KF_GATEWAY_JWKS_URL)"
+
+
+def _presence(settings: GatewaySettings, table: RouteTable, bus: Transport) -> Presence | None:
+    """Consumer knowledge, when the scaler serves or a route has a cold-start timeout (the
+    topics of those routes are polled for any live consumer; the scaler's streams add the
+    channels they watch)."""
+    cold = {r.topic for r in table.routes if r.cold_start_timeout_s is not None}
+    if not settings.scaler_addr and not cold:
+        return None
+    return Presence(bus, settings.presence, sorted(cold))
+
+
+def published_topics(table: RouteTable) -> frozenset[str]:
+    """The topics this gateway publishes to: those it can see work arrive for."""
+    return frozenset(r.topic for r in table.routes) | table.publish.topics
 
 
 def _limiter(bus: Transport) -> Limiter:
@@ -125,6 +145,25 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     await gateway.stop()
     if app[OWNS_TRANSPORT]:
         await gateway.transport.close()
+
+
+async def _presence_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The consumer poll loop, and KEDA's external scaler when KF_GATEWAY_SCALER_ADDR is set."""
+    gateway = app[GATEWAY]
+    presence = gateway.presence
+    assert presence is not None
+    task = asyncio.create_task(presence.run())
+    try:
+        if gateway.settings.scaler_addr:
+            scaler = ExternalScaler(presence, published_topics(gateway.table))
+            async with serving(gateway.settings.scaler_addr, scaler):
+                yield
+        else:
+            yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _calls_ctx(app: web.Application) -> AsyncIterator[None]:

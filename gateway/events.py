@@ -35,6 +35,8 @@ async def publish(gw: Gateway, request: web.Request, topic: str) -> web.Response
     payload, content_type, problem = event_payload(request.content_type, body)
     if problem:
         return error_response(400, "bad_request", problem)
+    if gw.presence is not None:
+        gw.presence.arrived(topic)  # wakes a function at zero (scaler.py)
     trace = gw._trace(request.headers, topic)
     trace.pop("tracestate", None)  # an event carries the trace id on, not the caller's state
     env = wire.make(topic, payload, headers=trace, content_type=content_type)

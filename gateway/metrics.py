@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from kubefuncs.metrics import Counts, Timings
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
@@ -24,6 +24,30 @@ class _Late(Collector):
             "kubefuncs_gateway_late_replies",
             "Replies that came after their request timed out (dropped)",
             value=self._count(),
+        )
+
+
+class _Scaler(Collector):
+    """The KEDA scaler's pushes and open streams, read from presence at scrape time."""
+
+    def __init__(self, pushes: Callable[[], Mapping[str, int]], streams: Callable[[], int]):
+        self._pushes = pushes
+        self._streams = streams
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        pushes = CounterMetricFamily(
+            "kubefuncs_gateway_scaler_pushes",
+            "StreamIsActive pushes sent to KEDA (work arrived for a function with no "
+            "running consumer), by topic",
+            labels=["topic"],
+        )
+        for topic, count in sorted(self._pushes().items()):
+            pushes.add_metric([topic], count)
+        yield pushes
+        yield GaugeMetricFamily(
+            "kubefuncs_gateway_scaler_streams",
+            "StreamIsActive streams KEDA holds open to this gateway",
+            value=self._streams(),
         )
 
 
@@ -78,6 +102,11 @@ class GatewayMetrics:
 
     def watch_late(self, count: Callable[[], int]) -> None:
         self.registry.register(_Late(count))
+
+    def watch_scaler(
+        self, pushes: Callable[[], Mapping[str, int]], streams: Callable[[], int]
+    ) -> None:
+        self.registry.register(_Scaler(pushes, streams))
 
     def _child(self, metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
         key = (metric._name, *labels)

@@ -28,6 +28,7 @@ from .auth import NONE, Authenticator, AuthFailed, AuthUnavailable, Principal
 from .callbacks import CALLBACK_HEADER
 from .calls import CallStore, owner_of
 from .metrics import GatewayMetrics
+from .presence import Presence
 from .ratelimit import FailureBudget, Limiter
 from .responses import (
     CALL_ID,
@@ -70,6 +71,7 @@ class Gateway:
         store: CallStore,
         metrics: GatewayMetrics,
         once: idempotency.Store | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
@@ -82,6 +84,7 @@ class Gateway:
         )
         self.store = store
         self.metrics = metrics
+        self.presence = presence  # None: no scaler and no cold-start timeouts
         self._tracer = tracing.current()  # None unless OTEL_* ask for traces
         self.guard = idempotency.Guard(once or idempotency.MemoryStore(), metrics.replayed)
         self.address = ""  # reply inbox, opened by start()
@@ -91,6 +94,8 @@ class Gateway:
         self._background: set[asyncio.Task[None]] = set()
         metrics.watch_late(lambda: self.replies.late)
         metrics.in_flight.set_function(lambda: self.in_flight)
+        if presence is not None:
+            metrics.watch_scaler(lambda: presence.pushes, presence.streams)
 
     async def start(self) -> None:
         """Open this process's reply inbox; while the bus is unreachable keep trying in the
@@ -215,6 +220,8 @@ class Gateway:
             body, refusal = await self._body(request) if request.body_exists else (b"", None)
             if refusal is not None:
                 return refusal
+            if self.presence is not None:
+                route = self.presence.route_for(route)
             if route.idempotency is not None and idempotency.HEADER in request.headers:
                 return await self._idempotent(request, route, principal, body)
             return await self._invoke(request, route, principal, body)

@@ -10,7 +10,7 @@ or with per-route options and the topics ``POST /topics/{topic}`` may publish to
       /test/: test
       /orders/: {topic: orders, methods: [POST], timeout_s: 5, async: true,
                  auth: api_key, cors: true, rate_limit: {rate: 10, burst: 20},
-                 idempotency: {ttl_s: 86400}}
+                 idempotency: {ttl_s: 86400}, cold_start_timeout_s: 60}
       /feed/: {topic: feed, auth: {type: jwt, require_exp: false}}
       /audit/: {topic: audit, middleware: [myco.audit:log_request]}
     publish: {topics: [orders], auth: api_key}
@@ -49,6 +49,7 @@ ROUTE_KEYS = frozenset(
         "rate_limit",
         "middleware",
         "idempotency",
+        "cold_start_timeout_s",
     }
 )
 
@@ -66,6 +67,8 @@ class Route:
     require_exp: bool = True  # a JWT must carry exp (auth: {type: jwt, require_exp: false})
     middleware: tuple[Middleware, ...] = ()  # the first outermost (gateway/middleware.py)
     idempotency: Idempotency | None = None  # honour Idempotency-Key (idempotency.py)
+    # how long a request waits when no consumer of the topic runs (presence.py); None: timeout_s
+    cold_start_timeout_s: float | None = None
 
     @property
     def base(self) -> str:
@@ -171,6 +174,7 @@ def parse_route(prefix: Any, value: Any, where: str, default_timeout_s: float) -
         require_exp=auth.require_exp,
         middleware=middleware.parse(value.get("middleware"), f"{where}.middleware"),
         idempotency=parse_idempotency(value.get("idempotency"), f"{where}.idempotency"),
+        cold_start_timeout_s=_cold_start(value.get("cold_start_timeout_s"), where),
     )
 
 
@@ -182,7 +186,7 @@ def from_dicts(
     file: str = "functions.yaml",
 ) -> RouteTable:
     """A table from ``Spec.routes()`` dicts (keys prefix, topic, methods, timeout_s, async,
-    auth, cors, rate_limit, middleware, idempotency)."""
+    auth, cors, rate_limit, middleware, idempotency, cold_start_timeout_s)."""
     routes = []
     for item in items:
         prefix = item.get("prefix")
@@ -239,6 +243,12 @@ def _timeout(value: Any, where: str, default: float) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ConfigError(where, f"must be a number of seconds > 0, got {value!r}")
     return float(value)
+
+
+def _cold_start(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    return _timeout(value, f"{where}.cold_start_timeout_s", 0.0)
 
 
 def _flag(value: Any, where: str) -> bool:

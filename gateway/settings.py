@@ -13,6 +13,7 @@ from kubefuncs import envparse
 from kubefuncs.errors import ConfigError
 
 from .callbacks import CallbackPolicy, HostPattern, parse_hosts
+from .presence import PresenceSettings
 from .tokens import MIN_SECRET_BYTES
 
 
@@ -55,8 +56,23 @@ class GatewaySettings:
     # connection send its next request) within header_timeout_s, a body within body_timeout_s
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    # KEDA external scaler (scaler.py): "" = off; the charts turn it on
+    scaler_addr: str = ""
+    scaler_poll_s: float = 1.0  # live consumers re-read from the bus this often
+    scaler_idle_s: float = 10.0  # a consumer that has not read for this long is not running
+    scaler_push_interval_s: float = 1.0  # at most one push per function this often
+    scaler_active_s: float = 30.0  # IsActive stays true this long after the last request
     log_level: str = "INFO"
     log_format: str = "json"
+
+    @property
+    def presence(self) -> PresenceSettings:
+        return PresenceSettings(
+            poll_s=self.scaler_poll_s,
+            idle_s=self.scaler_idle_s,
+            push_interval_s=self.scaler_push_interval_s,
+            active_s=self.scaler_active_s,
+        )
 
     @property
     def callbacks(self) -> CallbackPolicy:
@@ -101,6 +117,11 @@ ENV_NAMES = {
     "access_log": "KF_GATEWAY_ACCESS_LOG",
     "header_timeout_s": "KF_GATEWAY_HEADER_TIMEOUT_S",
     "body_timeout_s": "KF_GATEWAY_BODY_TIMEOUT_S",
+    "scaler_addr": "KF_GATEWAY_SCALER_ADDR",
+    "scaler_poll_s": "KF_GATEWAY_SCALER_POLL_S",
+    "scaler_idle_s": "KF_GATEWAY_SCALER_IDLE_S",
+    "scaler_push_interval_s": "KF_GATEWAY_SCALER_PUSH_INTERVAL_S",
+    "scaler_active_s": "KF_GATEWAY_SCALER_ACTIVE_S",
     "log_level": "KF_LOG_LEVEL",
     "log_format": "KF_LOG_FORMAT",
 }
@@ -173,6 +194,11 @@ _PARSERS: dict[str, envparse.Parser] = {
     "access_log": envparse.boolean,
     "header_timeout_s": envparse.number(float, 0.1, "a number of seconds"),
     "body_timeout_s": envparse.number(float, 0.1, "a number of seconds"),
+    "scaler_addr": envparse.address(allow_empty=True),
+    "scaler_poll_s": envparse.number(float, 0.01, "a number of seconds"),
+    "scaler_idle_s": envparse.number(float, 0.1, "a number of seconds"),
+    "scaler_push_interval_s": envparse.number(float, 0, "a number of seconds"),
+    "scaler_active_s": envparse.number(float, 0, "a number of seconds"),
     "log_level": envparse.LOG_LEVEL,
     "log_format": envparse.LOG_FORMAT,
 }

@@ -172,6 +172,12 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def stats(self, topic: str, channel: str) -> ChannelStats: ...
 
+    async def consumers(self, topic: str, channel: str | None, *, idle_s: float) -> int | None:
+        """How many consumers of the channel (None: of any channel of the topic) were seen
+        reading within ``idle_s``, or None when this bus cannot tell (the gateway then
+        treats the function as maybe at zero: see gateway/presence.py)."""
+        return None
+
     @abc.abstractmethod
     async def dead_letters(self, topic: str, channel: str, *, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters of a channel."""

@@ -39,6 +39,7 @@ class _Channel:
         self.in_flight: dict[int, _Item] = {}
         self.delayed = 0
         self.dead: list[DeadLetter] = []
+        self.consumers = 0  # open subscriptions
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def push(self, item: _Item) -> None:
@@ -176,6 +177,7 @@ class _MemorySubscription(Subscription):
         self.window = Window(max_in_flight)
         self.visibility_timeout_s = visibility_timeout_s
         self._closed = asyncio.Event()
+        ch.consumers += 1
 
     async def _deliveries(self) -> AsyncIterator[Delivery]:
         while not self._closed.is_set():
@@ -207,6 +209,8 @@ class _MemorySubscription(Subscription):
         return pop.result()
 
     async def close(self) -> None:
+        if not self._closed.is_set():
+            self.ch.consumers -= 1
         self._closed.set()
         self.window.close()
 
@@ -310,6 +314,11 @@ class MemoryTransport(Transport):
 
     def _existing(self, topic: str, channel: str) -> _Channel:
         return self.bus.topics.get(topic, {}).get(channel) or _Channel()
+
+    async def consumers(self, topic: str, channel: str | None, *, idle_s: float) -> int | None:
+        if channel is None:
+            return sum(ch.consumers for ch in self.bus.topics.get(topic, {}).values())
+        return self._existing(topic, channel).consumers
 
     async def stats(self, topic: str, channel: str) -> ChannelStats:
         ch = self._existing(topic, channel)

@@ -388,6 +388,24 @@ class ValkeyTransport(Transport):
         dead = int(await self.call("XLEN", self.keys.dead(topic, channel)))
         return ChannelStats(topic, channel, depth, in_flight, delayed, dead)
 
+    async def consumers(self, topic: str, channel: str | None, *, idle_s: float) -> int | None:
+        """Consumers of the group (None: of every group) whose last read attempt (XINFO
+        CONSUMERS ``idle``; a blocked XREADGROUP counts) is under ``idle_s`` old: a process
+        that died leaves its consumer behind, idle ever longer."""
+        stream = self.keys.topic(topic)
+        try:
+            groups = [channel] if channel is not None else await self._group_names(stream)
+            found = [await self.call("XINFO", "CONSUMERS", stream, g) for g in groups]
+        except RedisError as e:
+            if "NOGROUP" in str(e) or "no such key" in str(e):
+                return 0  # nobody ever consumed it: no group, or not even a stream yet
+            raise TransportError(f"cannot list the consumers of {topic}: {e}") from e
+        limit_ms = idle_s * 1000
+        return sum(1 for each in found for raw in each if int(_info(raw)["idle"]) < limit_ms)
+
+    async def _group_names(self, stream: str) -> list[str]:
+        return [_s(_info(raw)["name"]) for raw in await self.call("XINFO", "GROUPS", stream)]
+
     async def _group_figures(self, stream: str, group: str) -> tuple[int, int]:
         try:
             groups = await self.call("XINFO", "GROUPS", stream)

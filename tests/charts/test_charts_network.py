@@ -182,13 +182,15 @@ def test_the_gateway_reaches_the_bus_as_functl_would(tmp_path: Path, url: str) -
     assert egress[1:] == netpol.bus_rules(busurl.parse(url), frozenset())
 
 
-def test_the_gateway_accepts_requests_on_its_port_only() -> None:
+def test_the_gateway_accepts_requests_on_its_ports_only() -> None:
+    # its HTTP port and KEDA's external scaler (a rule each: the scaler's peers are its own)
     objects = render("gateway")
     [policy] = policies(objects)
     container = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert policy["spec"]["ingress"] == [
-        {"ports": [{"port": p["containerPort"], "protocol": "TCP"} for p in container["ports"]]}
+        {"ports": [{"port": p["containerPort"], "protocol": "TCP"}]} for p in container["ports"]
     ]
+    assert [p["containerPort"] for p in container["ports"]] == [8080, 9090]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
         find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from kubefuncs.functl import spec
+from kubefuncs.functl.model import Fallback, ScaleDown
 from kubefuncs.functl.schema import schema
 
 from tests.functl.functl_fixtures import load
@@ -30,7 +31,19 @@ def test_defaults_fill_every_setting() -> None:
     # Then channel is the name and every setting has its built-in default
     assert (fn.channel, fn.concurrency, fn.timeout_s, fn.grace_s) == ("a", 1, 30.0, 35.0)
     assert fn.retry == spec.Retry(5, 1.0, 60.0)
-    assert fn.scaling == spec.Scaling(True, 0, 10, 10, 0, 300, 15, 80)
+    assert fn.scaling == spec.Scaling(
+        True,
+        0,
+        10,
+        10,
+        0,
+        300,
+        15,
+        80,
+        push=False,  # no routes: the gateway never sees work for it arrive
+        fallback=Fallback(failures=3, replicas=1),
+        scale_down=ScaleDown(stabilization_s=300, percent=50, period_s=60),
+    )
     assert (fn.log_level, fn.log_format, fn.run_as_user) == ("INFO", "json", 10001)
 
 
@@ -77,6 +90,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
             "rate_limit",
             "middleware",
             "idempotency",
+            "cold_start_timeout_s",
         }
         for r in routes
     )
@@ -91,6 +105,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "rate_limit": None,
         "middleware": None,
         "idempotency": None,
+        "cold_start_timeout_s": None,
     }
     assert routes[1] == {
         "prefix": "/resize/",
@@ -103,6 +118,7 @@ def test_routes_are_plain_dicts_for_the_gateway() -> None:
         "rate_limit": {"rps": 10, "burst": 20},
         "middleware": None,
         "idempotency": None,
+        "cold_start_timeout_s": None,
     }
     assert routes[2]["timeout_s"] == 120.5, (
         "a short-form route waits as long as the function may run"

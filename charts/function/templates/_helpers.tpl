@@ -19,6 +19,18 @@ log: {level: INFO, format: json}
 network: {policy: true, metrics_from: [{podSelector: {}}], egress: []}
 {{- end -}}
 
+{{/* The HPA scale-down behaviour of a function (keda.scale_down_behavior), or nothing. */}}
+{{- define "function.behavior" -}}
+{{- with .scale_down -}}
+scaleDown:
+  stabilizationWindowSeconds: {{ int64 .stabilization_s }}
+  policies:
+    - type: Percent
+      value: {{ int64 .percent }}
+      periodSeconds: {{ int64 .period_s }}
+{{- end -}}
+{{- end -}}
+
 {{- define "function.reservedEnv" -}}
 [KF_BUS_URL, KF_BUS_PASSWORD, KF_FUNCTION_NAME, KF_TOPIC, KF_CHANNEL, KF_CONCURRENCY, KF_TIMEOUT_S, KF_MAX_ATTEMPTS, KF_BACKOFF_S, KF_BACKOFF_MAX_S, KF_GRACE_S, KF_HEALTH_ADDR, KF_LOG_LEVEL, KF_LOG_FORMAT, KF_BATCH, KF_BATCH_WAIT_S]
 {{- end -}}
@@ -238,6 +250,18 @@ Call with (dict "raw" $fn "i" $index "Values" $.Values).
 {{- end -}}
 {{- if gt (int $scaling.min) (int $scaling.max) -}}
 {{- fail (printf "%s.scaling.max: scaling.max (%d) is below scaling.min (%d) - make max at least min" $where (int $scaling.max) (int $scaling.min)) -}}
+{{- end -}}
+{{- /* push, fallback, scale_down (keda.push_triggers, keda.degrading, resolve_scaling) */ -}}
+{{- if not (hasKey $scaling "push") -}}{{- $_ := set $scaling "push" (and $scaling.keda (eq (int $scaling.min) 0) (not (empty $raw.routes))) -}}{{- end -}}
+{{- $fb := $scaling.fallback -}}
+{{- if kindIs "bool" $fb -}}{{- $_ := set $scaling "fallback" nil -}}
+{{- else -}}
+{{- $fb = $fb | default dict -}}
+{{- $_ := set $scaling "fallback" (dict "failures" ($fb.failures | default 3) "replicas" (ternary $fb.replicas (max 1 (int $scaling.min)) (hasKey $fb "replicas"))) -}}
+{{- end -}}
+{{- $sd := $scaling.scale_down -}}
+{{- if kindIs "bool" $sd -}}{{- $_ := set $scaling "scale_down" nil -}}
+{{- else -}}{{- $_ := set $scaling "scale_down" (merge (dict) ($sd | default dict) (dict "stabilization_s" 300 "percent" 50 "period_s" 60)) -}}
 {{- end -}}
 {{- if and (not $scaling.keda) (not (hasKey ($s.resources.requests | default dict) "cpu")) -}}
 {{- fail (printf "%s.resources: scaling.keda: false scales on CPU use, which needs a CPU request - set resources.requests.cpu (for example 100m)" $where) -}}
