@@ -4,8 +4,11 @@
 
 Starts its own ``valkey-server``, then ``python -m kubefuncs runtime:noop`` (bench/runtime.py's
 no-op) ``--repeats`` times; reports the medians of: the time from exec until ``/readyz``
-answers 200, the process's resident set (``VmRSS``) one second after it became ready, the
-modules it loaded, and whether aiohttp, tornado or the NSQ client are among them. Each TREE
+answers 200, the CPU time the process had used by then (user + system: steadier than the
+wall time on a shared machine, where other work stretches the wall time), its resident
+set (``VmRSS``) one second after it became ready, the modules it loaded, and which of
+aiohttp, tornado, the NSQ client, redis-py, OpenTelemetry and prometheus_client are among
+them. Each TREE
 (a directory holding a ``kubefuncs`` package, put first on ``PYTHONPATH``) is measured in
 turn, interleaved, for A/B runs; none means the installed tree.
 """
@@ -27,6 +30,7 @@ from typing import Any
 from _servers import bus_url, free_port, valkey  # bench/ is the script directory
 
 BENCH = Path(__file__).resolve().parent
+HEAVY = {"aiohttp", "tornado", "nsq", "redis", "opentelemetry", "prometheus_client"}
 PROBE = (
     "import sys, runpy; sys.argv = ['kubefuncs', 'runtime:noop'];"
     "import atexit, os, json;"
@@ -51,6 +55,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (clock ticks, 10 ms here)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def one(url: str, tree: str | None, out: Path) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "KF_BUS_URL": bus_url(url), "KF_TOPIC": "fp", "KF_LOG_LEVEL": "WARNING",
@@ -65,14 +75,21 @@ def one(url: str, tree: str | None, out: Path) -> dict[str, Any]:
                 raise RuntimeError(f"the function did not become ready (exit {proc.poll()})")
             time.sleep(0.005)
         ready_s = time.perf_counter() - started
+        ready_cpu_s = cpu_s(proc.pid)
         time.sleep(1.0)
         rss = rss_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
     modules = json.loads(out.read_text())
-    heavy = sorted({m.split(".")[0] for m in modules} & {"aiohttp", "tornado", "nsq", "redis"})
-    return {"ready_s": ready_s, "rss_mb": rss, "modules": len(modules), "loaded": heavy}
+    heavy = sorted({m.split(".")[0] for m in modules} & HEAVY)
+    return {
+        "ready_s": ready_s,
+        "cpu_s": ready_cpu_s,
+        "rss_mb": rss,
+        "modules": len(modules),
+        "loaded": heavy,
+    }
 
 
 def main() -> int:
@@ -87,12 +104,14 @@ def main() -> int:
         for _ in range(args.repeats):
             for tree in trees:
                 runs[str(tree)].append(one(server.url, tree, out))
-    print(f"{'tree':<28}{'exec->/readyz':>14}{'idle RSS':>10}{'modules':>9}  loaded")
+    print(f"{'tree':<28}{'exec->/readyz':>14}{'CPU':>9}{'idle RSS':>10}{'modules':>9}  loaded")
     for tree, rs in runs.items():
         ready = statistics.median(r["ready_s"] for r in rs)
+        cpu = statistics.median(r["cpu_s"] for r in rs)
         rss = statistics.median(r["rss_mb"] for r in rs)
         mods = statistics.median(r["modules"] for r in rs)
-        print(f"{tree:<28}{ready:>12.3f} s{rss:>7.1f} MB{mods:>9.0f}  {','.join(rs[0]['loaded'])}")
+        loaded = ",".join(rs[0]["loaded"])
+        print(f"{tree:<28}{ready:>12.3f} s{cpu:>7.2f} s{rss:>7.1f} MB{mods:>9.0f}  {loaded}")
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError
+from ._redis_import import import_redis
 from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
 
 __all__ = [
@@ -76,6 +77,7 @@ def from_url(url: str, *, password: str | None = None) -> Transport:
 
         return MemoryTransport(url)
     if scheme in ("valkey", "valkeys", "redis", "rediss"):
+        import_redis()  # before .valkey imports redis-py: without OpenTelemetry's metrics
         from .valkey import ValkeyTransport
 
         return ValkeyTransport(url, password=password)

@@ -65,7 +65,7 @@ async def test_failure_retries_with_backoff_then_succeeds() -> None:
         await f.settle()
         assert seen == [1, 2, 3]
         assert await f.dead_letters() == []
-        assert f.runtime.metrics.retries._value.get() == 2
+        assert f.runtime.metrics.retries.get() == 2
 
 
 async def test_dead_letter_after_max_attempts_keeps_the_message_and_reason() -> None:
