@@ -1,9 +1,10 @@
 """A function's start-up and footprint (not a test): exec -> /readyz, idle RSS, imports.
 
-    .venv/bin/python bench/footprint.py [--repeats 7] [TREE ...]
+    .venv/bin/python bench/footprint.py [--repeats 7] [--target noopfn:noop] [TREE ...]
 
-Starts its own ``valkey-server``, then ``python -m kubefuncs runtime:noop`` (bench/runtime.py's
-no-op) ``--repeats`` times; reports the medians of: the time from exec until ``/readyz``
+Starts its own ``valkey-server``, then ``python -m kubefuncs noopfn:noop`` (a module that
+imports only kubefuncs; ``--target runtime:noop`` is the one of older runs) ``--repeats``
+times; reports the medians of: the time from exec until ``/readyz``
 answers 200, the CPU time the process had used by then (user + system: steadier than the
 wall time on a shared machine, where other work stretches the wall time), its resident
 set (``VmRSS``) one second after it became ready, the modules it loaded, and which of
@@ -11,6 +12,12 @@ aiohttp, tornado, the NSQ client, redis-py, OpenTelemetry and prometheus_client 
 them. Each TREE
 (a directory holding a ``kubefuncs`` package, put first on ``PYTHONPATH``) is measured in
 turn, interleaved, for A/B runs; none means the installed tree.
+
+Everything is byte-compiled first (``compileall`` of site-packages, kubefuncs and each
+TREE), as in the image (``UV_COMPILE_BYTECODE=1``, read-only root filesystem): without
+it, with ``PYTHONDONTWRITEBYTECODE`` set as on the bench machine, every start compiles
+redis-py and kubefuncs from source, ~2x the CPU time and ~15 MB more RSS (``--no-compile``
+measures that).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +40,7 @@ from _servers import bus_url, free_port, valkey  # bench/ is the script director
 BENCH = Path(__file__).resolve().parent
 HEAVY = {"aiohttp", "tornado", "nsq", "redis", "opentelemetry", "prometheus_client"}
 PROBE = (
-    "import sys, runpy; sys.argv = ['kubefuncs', 'runtime:noop'];"
+    "import sys, runpy, os; sys.argv = ['kubefuncs', os.environ['FOOTPRINT_TARGET']];"
     "import atexit, os, json;"
     "out = os.environ['FOOTPRINT_OUT'];"
     "atexit.register(lambda: open(out, 'w').write(json.dumps(sorted(sys.modules))));"
@@ -61,10 +69,19 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one(url: str, tree: str | None, out: Path) -> dict[str, Any]:
+def compile_all(trees: list[str | None]) -> None:
+    """Byte-compile what the function imports, as the image build does."""
+    dirs = [sysconfig.get_paths()["purelib"], str(BENCH.parent / "client"), str(BENCH)]
+    dirs += [t for t in trees if t]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def one(url: str, tree: str | None, out: Path, target: str) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "KF_BUS_URL": bus_url(url), "KF_TOPIC": "fp", "KF_LOG_LEVEL": "WARNING",
-           "KF_HEALTH_ADDR": f"127.0.0.1:{port}", "FOOTPRINT_OUT": str(out)}  # fmt: skip
+           "KF_HEALTH_ADDR": f"127.0.0.1:{port}", "FOOTPRINT_OUT": str(out),
+           "FOOTPRINT_TARGET": target}  # fmt: skip
     if tree:
         env["PYTHONPATH"] = tree
     started = time.perf_counter()
@@ -95,15 +112,19 @@ def one(url: str, tree: str | None, out: Path) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--target", default="noopfn:noop", help="MODULE:FUNCTION from bench/")
+    p.add_argument("--no-compile", action="store_true", help="measure without compiling first")
     p.add_argument("trees", nargs="*")
     args = p.parse_args()
     trees: list[str | None] = list(args.trees) or [None]
+    if not args.no_compile:
+        compile_all(trees)
     runs: dict[str, list[dict[str, Any]]] = {str(t): [] for t in trees}
     out = Path(f"/tmp/kf-footprint-{os.getpid()}.json")
     with valkey() as server:
         for _ in range(args.repeats):
             for tree in trees:
-                runs[str(tree)].append(one(server.url, tree, out))
+                runs[str(tree)].append(one(server.url, tree, out, args.target))
     print(f"{'tree':<28}{'exec->/readyz':>14}{'CPU':>9}{'idle RSS':>10}{'modules':>9}  loaded")
     for tree, rs in runs.items():
         ready = statistics.median(r["ready_s"] for r in rs)
