@@ -203,10 +203,10 @@ class Runtime:
             async for delivery in sub:
                 self._batcher.add(delivery)
             return
+        tasks = self._tasks
+        for_each = self.handle
         async for delivery in sub:
-            task = asyncio.create_task(self.handle(delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            tasks.add(asyncio.create_task(for_each(delivery)))  # handle() removes it
 
     def _dispatch(self, deliveries: list[Delivery]) -> None:
         task = asyncio.create_task(handle_batch(self, deliveries))
@@ -247,17 +247,23 @@ class Runtime:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+            self._tasks.difference_update([t for t in self._tasks if t.done()])
 
     # -- one message -----------------------------------------------------------------------
 
     async def handle(self, delivery: Delivery) -> None:
-        """Decode, run, reply, settle one delivery. Never raises (but for cancellation)."""
+        """Decode, run, reply, settle one delivery. Never raises (but for cancellation).
+        Run as a task of :attr:`_tasks`, it takes itself out when it ends (a done callback
+        was one more loop callback per message); :meth:`_drain` forgets the ones cancelled
+        before they started."""
         try:
             await self._handle(delivery)
         except TransportError as e:  # could not settle: the bus redelivers it later
             log.warning("could not settle a message: %s", e)
         except Exception as e:
             await self._runtime_error(delivery, e)
+        finally:
+            self._tasks.discard(asyncio.current_task())
 
     async def _runtime_error(self, delivery: Delivery, error: Exception) -> None:
         """A bug of ours (or a library's) on this message: counted as an attempt, so it

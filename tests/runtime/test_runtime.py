@@ -286,3 +286,22 @@ async def test_a_result_no_bus_can_carry_is_dead_lettered_at_once() -> None:
         await f.settle()
         [dead] = await f.dead_letters()
     assert dead.attempt == 1 and dead.reason.startswith("EncodeError")
+
+
+async def test_handled_messages_leave_nothing_in_flight() -> None:
+    """Each message's task takes itself out of the runtime's set when it ends (no done
+    callback): the in-flight gauge is back to 0 once everything is settled."""
+
+    @function("count", max_attempts=1)
+    async def count(payload: Any) -> None:
+        if payload == "boom":
+            raise ValueError("fails, and is dead-lettered at once")
+
+    async with run(count) as f:
+        for payload in ("a", "boom", "b"):
+            await f.publish(payload)
+        await f.settle()
+        async with asyncio.timeout(5):
+            while f.runtime.metrics.in_flight.get():
+                await asyncio.sleep(0.01)
+        assert f.runtime._tasks == set()
