@@ -256,8 +256,13 @@ class Runtime:
         Run as a task of :attr:`_tasks`, it takes itself out when it ends (a done callback
         was one more loop callback per message); :meth:`_drain` forgets the ones cancelled
         before they started."""
-        try:
-            await self._handle(delivery)
+        try:  # a servable message goes to _process at once: no coroutine to admit it
+            env = self._servable(delivery)
+            if env is None:
+                env = await self._admit(delivery)  # settles what the handler must not see
+            if env is not None:
+                await (self._process(env, delivery) if self._tracer is None
+                       else self._traced(env, delivery))  # fmt: skip
         except TransportError as e:  # could not settle: the bus redelivers it later
             log.warning("could not settle a message: %s", e)
         except Exception as e:
@@ -280,13 +285,21 @@ class Runtime:
             else:
                 await delivery.retry(backoff_delay_s(self.policy, delivery.attempt))
 
-    async def _handle(self, delivery: Delivery) -> None:
-        env = await self._admit(delivery)
-        if env is None:
-            return
-        if self._tracer is None:
-            await self._process(env, delivery)
-            return
+    def _servable(self, delivery: Delivery) -> wire.Envelope | None:
+        """The envelope when the handler should see it, without an await (the common
+        case); None when :meth:`_admit` has to look again and settle it."""
+        if delivery.malformed:
+            return None
+        try:
+            env = wire.decode(delivery.body)
+        except DecodeError:
+            return None
+        if env.expired() or env.kind not in wire.SERVED_KINDS:
+            return None
+        return env
+
+    async def _traced(self, env: wire.Envelope, delivery: Delivery) -> None:
+        assert self._tracer is not None
         attributes = {
             "messaging.system": self.transport.url.split(":", 1)[0],
             "messaging.destination.name": env.topic,
