@@ -203,10 +203,10 @@ class Runtime:
             async for delivery in sub:
                 self._batcher.add(delivery)
             return
-        tasks = self._tasks
-        for_each = self.handle
         async for delivery in sub:
-            tasks.add(asyncio.create_task(for_each(delivery)))  # handle() removes it
+            task = asyncio.create_task(self.handle(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _dispatch(self, deliveries: list[Delivery]) -> None:
         task = asyncio.create_task(handle_batch(self, deliveries))
@@ -247,28 +247,17 @@ class Runtime:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-            self._tasks.difference_update([t for t in self._tasks if t.done()])
 
     # -- one message -----------------------------------------------------------------------
 
     async def handle(self, delivery: Delivery) -> None:
-        """Decode, run, reply, settle one delivery. Never raises (but for cancellation).
-        Run as a task of :attr:`_tasks`, it takes itself out when it ends (a done callback
-        was one more loop callback per message); :meth:`_drain` forgets the ones cancelled
-        before they started."""
-        try:  # a servable message goes to _process at once: no coroutine to admit it
-            env = self._servable(delivery)
-            if env is None:
-                env = await self._admit(delivery)  # settles what the handler must not see
-            if env is not None:
-                await (self._process(env, delivery) if self._tracer is None
-                       else self._traced(env, delivery))  # fmt: skip
+        """Decode, run, reply, settle one delivery. Never raises (but for cancellation)."""
+        try:
+            await self._handle(delivery)
         except TransportError as e:  # could not settle: the bus redelivers it later
             log.warning("could not settle a message: %s", e)
         except Exception as e:
             await self._runtime_error(delivery, e)
-        finally:
-            self._tasks.discard(asyncio.current_task())
 
     async def _runtime_error(self, delivery: Delivery, error: Exception) -> None:
         """A bug of ours (or a library's) on this message: counted as an attempt, so it
@@ -285,21 +274,13 @@ class Runtime:
             else:
                 await delivery.retry(backoff_delay_s(self.policy, delivery.attempt))
 
-    def _servable(self, delivery: Delivery) -> wire.Envelope | None:
-        """The envelope when the handler should see it, without an await (the common
-        case); None when :meth:`_admit` has to look again and settle it."""
-        if delivery.malformed:
-            return None
-        try:
-            env = wire.decode(delivery.body)
-        except DecodeError:
-            return None
-        if env.expired() or env.kind not in wire.SERVED_KINDS:
-            return None
-        return env
-
-    async def _traced(self, env: wire.Envelope, delivery: Delivery) -> None:
-        assert self._tracer is not None
+    async def _handle(self, delivery: Delivery) -> None:
+        env = await self._admit(delivery)
+        if env is None:
+            return
+        if self._tracer is None:
+            await self._process(env, delivery)
+            return
         attributes = {
             "messaging.system": self.transport.url.split(":", 1)[0],
             "messaging.destination.name": env.topic,

@@ -289,8 +289,8 @@ async def test_a_result_no_bus_can_carry_is_dead_lettered_at_once() -> None:
 
 
 async def test_handled_messages_leave_nothing_in_flight() -> None:
-    """Each message's task takes itself out of the runtime's set when it ends (no done
-    callback): the in-flight gauge is back to 0 once everything is settled."""
+    """Every message's task leaves the runtime's set when it ends, failed or not: the
+    in-flight gauge is back to 0 once everything is settled."""
 
     @function("count", max_attempts=1)
     async def count(payload: Any) -> None:
