@@ -72,12 +72,13 @@ def number_option(name: str, raw: str | None, minimum: float = 0.0) -> float:
 def from_url(url: str, *, password: str | None = None) -> Transport:
     """A transport for ``url``, not yet connected. Raises ConfigError for an unknown scheme."""
     scheme = urlsplit(url).scheme
+    if scheme.split("+", 1)[0] in ("valkey", "valkeys", "redis", "rediss"):  # and +cluster
+        import_redis()  # before a Valkey transport imports redis-py: without OpenTelemetry
     if scheme == "memory":
         from .memory import MemoryTransport
 
         return MemoryTransport(url)
     if scheme in ("valkey", "valkeys", "redis", "rediss"):
-        import_redis()  # before .valkey imports redis-py: without OpenTelemetry's metrics
         from .valkey import ValkeyTransport
 
         return ValkeyTransport(url, password=password)
