@@ -15,6 +15,8 @@ raw            one process doing XADD from the same number of tasks with a body 
 drain_runtime  the function process alone, draining N events already in the stream, from
 drain_raw      its first ack to its last; and the same for the raw consumer loop. These
                leave the producers out (see bench/README.md for why that matters).
+drain_cpu      the CPU time (user + system) per message of a function process draining N
+               events, its start-up subtracted (not in the default set: ``--only``).
 seq            sequential ``await client.publish()`` against one awaited raw ``XADD`` per
                message (same body size), in one process.
 
@@ -364,6 +366,37 @@ def measure_drain_runtime(args: argparse.Namespace) -> dict[str, Any]:
         stop(fn)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_drain_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU microseconds per message of the function process draining N events: steadier
+    than events/s on a shared machine, where the wall time is partly waiting for a core.
+    A first process up to /readyz measures the start-up's share (it also creates the
+    group), then the stream is filled and a second process drains it."""
+    from kubefuncs import wire
+
+    sync_redis(args.url).flushall()
+    health = free_port()
+    fn = start_function(args.url, args.concurrency, health)
+    try:
+        wait_ready(health)
+        start_up = cpu_s(fn.pid)
+    finally:
+        stop(fn)
+    fill(args.url, STREAM, args.events, wire.encode(wire.make(TOPIC, PAYLOAD)))
+    fn = start_function(args.url, args.concurrency, free_port())
+    try:
+        wait_settled(args.url, STREAM, FUNCTION, args.events)
+        total = cpu_s(fn.pid)
+    finally:
+        stop(fn)
+    return {"us_per_msg": (total - start_up) / args.events * 1e6}
+
+
 def measure_drain_batch(args: argparse.Namespace) -> dict[str, Any]:
     """The batch handler draining a full stream: ``--batch`` per call, as many per read."""
     from kubefuncs import wire
@@ -529,6 +562,7 @@ ROWS = [
     ("raw", "per_s", "raw: XADD + XREADGROUP/XACK"),
     ("drain_runtime", "per_s", "drain, function alone"),
     ("drain_raw", "per_s", "drain, raw XREADGROUP/XACK"),
+    ("drain_cpu", "us_per_msg", "drain, function CPU us/message"),
     ("drain_batch", "per_s", "drain, batch handler"),
     ("drain_faststream", "per_s", "drain, FastStream per message"),
     ("drain_faststream_batch", "per_s", "drain, FastStream batch"),
@@ -548,6 +582,7 @@ MEASURES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "runtime": lambda a: measure_runtime(a),
     "drain_raw": lambda a: measure_drain_raw(a),
     "drain_runtime": lambda a: measure_drain_runtime(a),
+    "drain_cpu": lambda a: measure_drain_cpu(a),
     "seq": lambda a: measure_seq(a),
     "drain_batch": lambda a: measure_drain_batch(a),
     "drain_faststream": lambda a: measure_drain_faststream(a),

@@ -88,7 +88,7 @@ async def _serve(fn: Function, started_at: float) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.stop)
-    app = health_app(lambda: runtime.ready, runtime.metrics.registry)
+    app = health_app(lambda: runtime.ready, runtime.metrics)  # no registry: made by a scrape
     async with serve(app, fn.settings.health_addr):
         await runtime.run()
 

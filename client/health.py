@@ -3,6 +3,7 @@
 Three fixed GET routes for probes and scrapes, served by a small asyncio server of its own
 (one request per connection) rather than aiohttp: importing aiohttp was a third of a
 function's start-up time and ~15 MB of its idle memory, for three constant routes.
+prometheus_client is imported by the first scrape, not at start-up (kubefuncs.metrics).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 MAX_HEAD_BYTES = 8192  # request line and headers; a probe sends a few hundred
 READ_TIMEOUT_S = 5.0
@@ -24,10 +27,11 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
 
 @dataclass(frozen=True)
 class HealthApp:
-    """What the three routes answer: ``ready()`` for /readyz, ``registry`` for /metrics."""
+    """What the three routes answer: ``ready()`` for /readyz, ``registry`` (a registry,
+    or any collector such as kubefuncs.metrics.RuntimeMetrics) for /metrics."""
 
     ready: Callable[[], bool]
-    registry: CollectorRegistry
+    registry: Collector
 
     def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for one request."""
@@ -40,10 +44,12 @@ class HealthApp:
             return 200, TEXT, b"ok\n"
         if path == "/readyz":
             return (200, TEXT, b"ready\n") if self.ready() else (503, TEXT, b"not ready\n")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
 
-def health_app(ready: Callable[[], bool], registry: CollectorRegistry) -> HealthApp:
+def health_app(ready: Callable[[], bool], registry: Collector) -> HealthApp:
     return HealthApp(ready, registry)
 
 

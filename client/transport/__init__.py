@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError
+from ._redis_import import import_redis
 from .base import ChannelStats, DeadLetter, Delivery, Inbox, Subscription, Transport
 
 __all__ = [
@@ -72,6 +73,8 @@ def number_option(name: str, raw: str | None, minimum: float = 0.0) -> float:
 def from_url(url: str, *, password: str | None = None) -> Transport:
     """A transport for ``url``, not yet connected. Raises ConfigError for an unknown scheme."""
     scheme = urlsplit(url).scheme
+    if scheme.split("+", 1)[0] in ("valkey", "valkeys", "redis", "rediss"):  # and +cluster
+        import_redis()  # before a Valkey transport imports redis-py: without OpenTelemetry
     if scheme == "memory":
         from .memory import MemoryTransport
 

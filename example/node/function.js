@@ -7,8 +7,8 @@ const http = require('node:http');
 const path = require('node:path');
 const wire = require('./wire');
 const { Bus } = require('./bus');
-const { NsqBus } = require('./bus_nsq');
 const { parseNsqUrl, wireName } = require('./nsq_config');
+// ./bus_nsq (its connection code, node:net, node:os) is required by openBus on NSQ only
 
 const SERVED_KINDS = new Set(['event', 'request', 'http-request']);
 
@@ -94,7 +94,9 @@ const isNsq = (url) => url.startsWith('nsq://');
 
 // The binding for the bus URL's scheme: the one place that picks one.
 function openBus(settings) {
-  return isNsq(settings.busUrl) ? new NsqBus(settings, log) : new Bus(settings);
+  if (!isNsq(settings.busUrl)) return new Bus(settings);
+  const { NsqBus } = require('./bus_nsq');
+  return new NsqBus(settings, log);
 }
 
 function number(env, variable, fallback, minimum, integer = false) {

@@ -65,7 +65,7 @@ async def test_failure_retries_with_backoff_then_succeeds() -> None:
         await f.settle()
         assert seen == [1, 2, 3]
         assert await f.dead_letters() == []
-        assert f.runtime.metrics.retries._value.get() == 2
+        assert f.runtime.metrics.retries.get() == 2
 
 
 async def test_dead_letter_after_max_attempts_keeps_the_message_and_reason() -> None:
@@ -286,3 +286,22 @@ async def test_a_result_no_bus_can_carry_is_dead_lettered_at_once() -> None:
         await f.settle()
         [dead] = await f.dead_letters()
     assert dead.attempt == 1 and dead.reason.startswith("EncodeError")
+
+
+async def test_handled_messages_leave_nothing_in_flight() -> None:
+    """Every message's task leaves the runtime's set when it ends, failed or not: the
+    in-flight gauge is back to 0 once everything is settled."""
+
+    @function("count", max_attempts=1)
+    async def count(payload: Any) -> None:
+        if payload == "boom":
+            raise ValueError("fails, and is dead-lettered at once")
+
+    async with run(count) as f:
+        for payload in ("a", "boom", "b"):
+            await f.publish(payload)
+        await f.settle()
+        async with asyncio.timeout(5):
+            while f.runtime.metrics.in_flight.get():
+                await asyncio.sleep(0.01)
+        assert f.runtime._tasks == set()
