@@ -222,18 +222,20 @@ import { suffix } from './lib/suffix.mjs';
 export const handle = async (payload) => `${payload}${suffix}:${encode(1).length}`;
 """
 
+CJS_SUFFIX = "module.exports.suffix = '!';\n"
+ESM_SUFFIX = "export const suffix = '!';\n"
 NODE_SOURCES = {
-    "commonjs": ({"handler.js": NODE_HANDLER, "lib/suffix.js": "module.exports.suffix = '!';\n"}, "handler"),
-    "es module": ({"handler.mjs": ESM_HANDLER, "lib/suffix.mjs": "export const suffix = '!';\n"}, "handler.mjs"),
+    "commonjs": ({"handler.js": NODE_HANDLER, "lib/suffix.js": CJS_SUFFIX}, "handler"),
+    "es module": ({"handler.mjs": ESM_HANDLER, "lib/suffix.mjs": ESM_SUFFIX}, "handler.mjs"),
     "type module": (
         {
             "package.json": '{"type": "module"}\n',
             "handler.js": ESM_HANDLER.replace("suffix.mjs", "suffix.js"),
-            "lib/suffix.js": "export const suffix = '!';\n",
+            "lib/suffix.js": ESM_SUFFIX,
         },
         "handler.js",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("kind", list(NODE_SOURCES))
