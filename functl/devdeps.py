@@ -58,21 +58,24 @@ def install(fn: Function, env: Mapping[str, str]) -> Path | None:
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kf-dev-req-") as folder:
         Path(folder, source.REQUIREMENTS_FILE).write_text(text)
-        run_env = {
-            **env,
-            "KF_SOURCE_DIR": folder,
-            "KF_DEPS_DIR": str(target),
-            "KF_PIP_INDEX_URL": index,
-        }
-        done = subprocess.run(
-            [python, "-c", source.PIP_INSTALL],
-            env=run_env,
-            capture_output=True,
-            text=True,
-            check=False,
+        run_env = {**env, "KF_SOURCE_DIR": folder, "KF_PIP_INDEX_URL": index}
+        run_install(
+            [python, "-c", source.PIP_INSTALL], run_env, target, f"the requirements of {fn.name}"
         )
+    return target
+
+
+def run_install(command: list[str], env: Mapping[str, str], target: Path, what: str) -> None:
+    """Run the init container's install script into ``target``; a failure removes the
+    half-filled folder and says the last lines the installer printed."""
+    done = subprocess.run(
+        command,
+        env={**env, "KF_DEPS_DIR": str(target)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-        raise UsageError(f"installing the requirements of {fn.name} failed: {' / '.join(tail)}")
-    return target
+        raise UsageError(f"installing {what} failed: {' / '.join(tail)}")

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from . import source
-from .devdeps import cache_root
+from .devdeps import cache_root, run_install
 from .errors import UsageError
 from .model import Function
 
@@ -77,21 +76,8 @@ def install(fn: Function, env: Mapping[str, str]) -> Path | None:
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kf-dev-npm-") as folder:
         shutil.copyfile(package, Path(folder) / "package.json")
-        run_env = {
-            **env,
-            "KF_SOURCE_DIR": folder,
-            "KF_DEPS_DIR": str(target),
-            "KF_NPM_REGISTRY": registry,
-        }
-        done = subprocess.run(
-            ["node", "-e", source.NPM_INSTALL],
-            env=run_env,
-            capture_output=True,
-            text=True,
-            check=False,
+        run_env = {**env, "KF_SOURCE_DIR": folder, "KF_NPM_REGISTRY": registry}
+        run_install(
+            ["node", "-e", source.NPM_INSTALL], run_env, target, f"the dependencies of {fn.name}"
         )
-    if done.returncode != 0:
-        shutil.rmtree(target, ignore_errors=True)
-        tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-        raise UsageError(f"installing the dependencies of {fn.name} failed: {' / '.join(tail)}")
     return target

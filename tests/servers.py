@@ -34,6 +34,21 @@ def require_binary(name: str) -> str:
     return path
 
 
+def wait_pong(port: int, what: str, timeout_s: float = 10.0) -> None:
+    """Until the server on ``port`` answers PING (inline command) with +PONG."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{what} did not start on port {port}")
+
+
 class ServerProcess:
     """A valkey-server / redis-server (AOF persistence unless ``persistent=False``) that tests
     can kill and restart."""
@@ -74,17 +89,7 @@ class ServerProcess:
         self._wait_ready()
 
     def _wait_ready(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.binary} did not start on port {self.port}")
+        wait_pong(self.port, self.binary, timeout_s)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:

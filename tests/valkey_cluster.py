@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import require_binary
+from tests.servers import require_binary, wait_pong
 
 
 def cluster_ports(count: int) -> list[int]:
@@ -31,20 +31,6 @@ def _free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def _ping(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(64).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"valkey-server did not start on port {port}")
 
 
 class ValkeyCluster:
@@ -95,7 +81,7 @@ class ValkeyCluster:
              "--protected-mode", "no", "--logfile", str(node_dir / "log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        _ping(port)
+        wait_pong(port, self.binary)
 
     def live(self) -> list[int]:
         return [p for p, proc in self.procs.items() if proc.poll() is None]

@@ -191,13 +191,8 @@ class ValkeyClusterTransport(ValkeyTransport):
     async def publish_once(
         self, topic: str, body: bytes, *, key: str, window_s: float, id: str, delay_s: float = 0.0
     ) -> str:
-        stream = self.keys.topic(topic)
-        if stream not in self._known_streams:
-            await self._register(topic, stream)
-        target, item, due = stream, body, ""
+        target, item, due = await self._once_target(topic, body, delay_s)
         if delay_s > 0:
-            target, item = self.keys.delayed(stream), delayed_member(0, body)
-            due = str(int((time.time() + delay_s) * 1000))
             await self.call("SADD", self.keys.delayed_index, target)
         keys = (self.keys.dedupe(topic, key), target)
         window_ms = max(1, int(window_s * 1000))

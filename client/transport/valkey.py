@@ -256,18 +256,23 @@ class ValkeyTransport(Transport):
         self, topic: str, body: bytes, *, key: str, window_s: float, id: str, delay_s: float = 0.0
     ) -> str:
         """The de-duplication key and the message go together, in one script."""
-        stream = self.keys.topic(topic)
-        if stream not in self._known_streams:
-            await self._register(topic, stream)
-        target, item, due = stream, body, ""
-        if delay_s > 0:
-            target, item = self.keys.delayed(stream), delayed_member(0, body)
-            due = str(int((time.time() + delay_s) * 1000))
+        target, item, due = await self._once_target(topic, body, delay_s)
         dedupe = self.keys.dedupe(topic, key)
         keys = (dedupe, target, self.keys.delayed_index)
         window_ms = max(1, int(window_s * 1000))
         first = await self.call("EVAL", scripts.PUBLISH_ONCE, 3, *keys, id, window_ms, item, due)
         return _s(first)
+
+    async def _once_target(self, topic: str, body: bytes, delay_s: float) -> tuple[str, bytes, str]:
+        """Where a once-only publish writes: the topic's stream, or its delay set with the
+        member and the due time (unix ms) when delayed."""
+        stream = self.keys.topic(topic)
+        if stream not in self._known_streams:
+            await self._register(topic, stream)
+        if delay_s <= 0:
+            return stream, body, ""
+        due = str(int((time.time() + delay_s) * 1000))
+        return self.keys.delayed(stream), delayed_member(0, body), due
 
     async def recall(self, key: str) -> bytes | None:
         value = await self.call("GET", self.keys.hashed("once", key))
