@@ -78,10 +78,13 @@ def _prefix(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def valkey_cluster() -> Iterator[Any]:
     """A real 3-master, 3-replica Valkey Cluster on loopback, shared by the session (tests
-    that kill nodes start their own ``ValkeyCluster``)."""
+    that kill nodes start their own ``ValkeyCluster``). ``KF_TEST_CLUSTER_SERVER=redis-server``
+    makes it a Redis Cluster instead."""
+    import os
+
     from tests.valkey_cluster import ValkeyCluster
 
-    cluster = ValkeyCluster()
+    cluster = ValkeyCluster(server=os.environ.get("KF_TEST_CLUSTER_SERVER", "valkey-server"))
     cluster.start()
     yield cluster
     cluster.close()

@@ -10,10 +10,19 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _forgotten(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+    log.close()
 
 
 class Proc:
@@ -33,6 +42,9 @@ class Proc:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        # a Proc a test forgot to stop: killed, its log closed when it is collected (an
+        # unclosed file's warning would otherwise fail whichever test the GC ran in)
+        weakref.finalize(self, _forgotten, self.proc, self.log)
 
     def output(self) -> str:
         """The last KF_TEST_OUTPUT_CHARS (4000) characters of the output (all of it is kept

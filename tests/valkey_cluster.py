@@ -38,8 +38,15 @@ class ValkeyCluster:
     no persistence, a short node timeout, so a killed master's replica takes over in about a
     second (``cluster-replica-validity-factor 0``: a replica always may)."""
 
-    def __init__(self, masters: int = 3, replicas: int = 1, *, node_timeout_ms: int = 1000) -> None:
-        self.binary = require_binary("valkey-server")
+    def __init__(
+        self,
+        masters: int = 3,
+        replicas: int = 1,
+        *,
+        node_timeout_ms: int = 1000,
+        server: str = "valkey-server",
+    ) -> None:
+        self.binary = require_binary(server)  # redis-server (7+) makes a Redis Cluster
         self.cli = require_binary("valkey-cli")
         self.masters = masters
         self.replicas = replicas

@@ -40,7 +40,7 @@ async def test_a_cluster_failover_under_load_loses_nothing(shard: str, tmp_path:
         fn.wait_http(f"{base}/f/warm-up", expect=b"sha256")
         await transport.connect()
         stop, load = start_load(base, ledger, transport)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
         if shard == "inbox":  # the master of the gateway's reply inbox instead
             bus.victim = await asyncio.to_thread(bus.inbox_master)
             topic_master = await asyncio.to_thread(bus.topic_master)
@@ -52,7 +52,7 @@ async def test_a_cluster_failover_under_load_loses_nothing(shard: str, tmp_path:
         ledger.extra["failover_s"] = round(promoted_at - killed_at, 2)
         await _until_answered_again(ledger, promoted_at)
         await asyncio.to_thread(bus.start)  # the old master comes back, as a replica
-        await asyncio.sleep(3.0)  # and some more traffic once it is answered again
+        await asyncio.sleep(1.5)  # and some more traffic once it is answered again
         stop.set()
         await asyncio.gather(*load)
         await settle(ledger, record, bus, transport)

@@ -93,9 +93,13 @@ async def test_example_function_serves_on_valkey(
     async with Client(url) as c:
         assert await c.call("test", "hello", timeout_s=10) == "pong"
     assert status(port, "/healthz") == 200
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-        metrics = r.read().decode()
-    assert 'kubefuncs_invocations_total{function="pong",outcome="ok"} 1.0' in metrics
+
+    def counted() -> bool:  # the reply may reach the caller before the outcome is counted
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            metrics = r.read().decode()
+        return 'kubefuncs_invocations_total{function="pong",outcome="ok"} 1.0' in metrics
+
+    await wait_for(counted, timeout_s=5)
     assert proc.stop() == 0
 
 
