@@ -94,10 +94,15 @@ def _presence(settings: GatewaySettings, table: RouteTable, bus: Transport) -> P
     """Consumer knowledge, when the scaler serves or a route has a cold-start timeout (the
     topics of those routes are polled for any live consumer; the scaler's streams add the
     channels they watch)."""
-    cold = {r.topic for r in table.routes if r.cold_start_timeout_s is not None}
-    if not settings.scaler_addr and not cold:
-        return None
+    cold = cold_topics(table)
+    if not settings.scaler_addr and not cold and not settings.function_routes_file:
+        return None  # (a functions' routes file may bring cold-start routes later)
     return Presence(bus, settings.presence, sorted(cold))
+
+
+def cold_topics(table: RouteTable) -> set[str]:
+    """The topics of the routes with a cold-start timeout."""
+    return {r.topic for r in table.routes if r.cold_start_timeout_s is not None}
 
 
 def published_topics(table: RouteTable) -> frozenset[str]:
@@ -155,7 +160,7 @@ async def _presence_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(presence.run())
     try:
         if gateway.settings.scaler_addr:
-            scaler = ExternalScaler(presence, published_topics(gateway.table))
+            scaler = ExternalScaler(presence, lambda: published_topics(gateway.table))
             async with serving(gateway.settings.scaler_addr, scaler):
                 yield
         else:
@@ -202,6 +207,8 @@ async def _reload_ctx(app: web.Application) -> AsyncIterator[None]:
         def install(new: RouteTable) -> None:
             check(settings, new)
             gateway.table = new
+            if gateway.presence is not None:
+                gateway.presence.track(cold_topics(new))
 
         seen = files.read()  # what the table in use was built from (prepare read it)
         task = asyncio.create_task(watch(files, settings.routes_reload_s, install, seen))

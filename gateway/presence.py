@@ -74,6 +74,15 @@ class Presence:
         self._pushed: dict[Key, float] = {}
         self.pushes: dict[str, int] = {}  # by topic (kubefuncs_gateway_scaler_pushes)
 
+    def track(self, topics: Iterable[str]) -> None:
+        """Poll these topics for any live consumer from now on (the cold-start routes of a
+        reloaded table), and no longer those that left it."""
+        wanted = set(topics)
+        for key in [k for k in self.live if k[1] is None and k[0] not in wanted]:
+            del self.live[key]
+        for topic in wanted:
+            self.live.setdefault((topic, None), None)
+
     # -- the request path (synchronous, no I/O) -------------------------------------------
 
     def arrived(self, topic: str) -> bool:

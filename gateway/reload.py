@@ -33,13 +33,8 @@ class RouteFiles:
         """Both files' text; ConfigError when the routes file cannot be read."""
         main = ""
         if self.main:
-            try:
-                main = Path(self.main).read_text(encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(
-                    "KF_GATEWAY_ROUTES", f"cannot read {self.main!r}: {e.strerror}"
-                ) from e
-        return main, _optional(self.functions)
+            main = _text(self.main, "KF_GATEWAY_ROUTES", missing_ok=False)
+        return main, _text(self.functions, "KF_GATEWAY_FUNCTION_ROUTES", missing_ok=True)
 
     def table(self, texts: tuple[str, str]) -> RouteTable:
         """The gateway's table from the two files' text; ConfigError names the file."""
@@ -48,16 +43,21 @@ class RouteFiles:
         return combine(main, extra)
 
 
-def _optional(path: str) -> str:
+def _text(path: str, variable: str, *, missing_ok: bool) -> str:
+    """A routes file's text ("" for no path, or a missing optional file: the functions'
+    ConfigMap before any function is deployed); ConfigError names ``variable``."""
     if not path:
         return ""
     try:
         return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:  # the ConfigMap is optional: no function deployed yet
-        return ""
+    except FileNotFoundError as e:
+        if missing_ok:
+            return ""
+        raise ConfigError(variable, f"cannot read {path!r}: {e.strerror}") from e
     except OSError as e:
-        what = f"cannot read {path!r}: {e.strerror}"
-        raise ConfigError("KF_GATEWAY_FUNCTION_ROUTES", what) from e
+        raise ConfigError(variable, f"cannot read {path!r}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(variable, f"{path!r} is not UTF-8 text (byte {e.start})") from e
 
 
 def combine(main: RouteTable, extra: RouteTable) -> RouteTable:
@@ -91,5 +91,8 @@ async def watch(
             install(new)
         except ConfigError as e:
             log.error("routes not reloaded, the previous ones stay in use: %s", e)
+            continue
+        except Exception:  # whatever a file holds, the watch goes on with the old routes
+            log.exception("routes not reloaded, the previous ones stay in use")
             continue
         log.info("routes reloaded: %d route(s)", len(new.routes))

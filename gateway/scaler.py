@@ -90,14 +90,14 @@ def _target(raw: str) -> int:
 class ExternalScaler(ExternalScalerBase):
     """The four calls, answered from :class:`Presence` and the bus."""
 
-    def __init__(self, presence: Presence, topics: frozenset[str]) -> None:
+    def __init__(self, presence: Presence, topics: Callable[[], frozenset[str]]) -> None:
         self.presence = presence
-        self.topics = topics
+        self.topics = topics  # the gateway's topics now (its routes may be reloaded)
 
     def _ref(self, message: pb.ScaledObjectRef | None) -> Ref:
         if message is None:
             raise GRPCError(Status.INVALID_ARGUMENT, "no ScaledObjectRef in the request")
-        return parse_ref(dict(message.scalerMetadata), self.topics)
+        return parse_ref(dict(message.scalerMetadata), self.topics())
 
     async def _ask(self, figure: Callable[[str, str], Awaitable[int]], ref: Ref) -> int:
         try:

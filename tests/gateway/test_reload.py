@@ -85,3 +85,56 @@ async def test_a_running_gateway_swaps_in_changed_routes_and_keeps_them_on_a_bad
         # and a later good change is taken again
         extra.write_text("routes: {}\n")
         await until(lambda: gateway.table.match("/orders/") is None)
+
+
+async def test_a_file_of_non_utf8_bytes_keeps_the_routes_and_the_watch_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    extra = tmp_path / "functions.yaml"
+    extra.write_text("routes: {/orders/: orders}\n")
+    env = {
+        "KF_BUS_URL": "memory://reload-bytes",
+        "KF_GATEWAY_FUNCTION_ROUTES": str(extra),
+        "KF_GATEWAY_ROUTES_RELOAD_S": "0.05",
+        "KF_GATEWAY_MAINTAIN_INTERVAL_S": "0",
+    }
+    settings, table = prepare([], env)
+    app = create_app(settings, table)
+    gateway = app[GATEWAY]
+    async with TestClient(TestServer(app)):
+        # When the file turns into bytes that are no UTF-8 text
+        with caplog.at_level(logging.ERROR, logger="kubefuncs.gateway.reload"):
+            extra.write_bytes(b"routes: {/orders/: \xff\xfe}\n")
+            await until(lambda: "not UTF-8" in caplog.text)
+        # Then the routes stay, and a later change is still taken (the watch did not end)
+        assert gateway.table.match("/orders/") is not None
+        extra.write_text("routes: {/orders/: orders, /more/: more}\n")
+        await until(lambda: gateway.table.match("/more/") is not None)
+
+
+async def test_a_reloaded_cold_start_route_is_polled_and_known_to_the_scaler(
+    tmp_path: Path,
+) -> None:
+    from kubefuncs.gateway.app import published_topics
+
+    extra = tmp_path / "functions.yaml"
+    env = {
+        "KF_BUS_URL": "memory://reload-cold",
+        "KF_GATEWAY_FUNCTION_ROUTES": str(extra),
+        "KF_GATEWAY_ROUTES_RELOAD_S": "0.05",
+        "KF_GATEWAY_MAINTAIN_INTERVAL_S": "0",
+    }
+    settings, table = prepare([], env)
+    app = create_app(settings, table)
+    gateway = app[GATEWAY]
+    assert gateway.presence is not None  # a functions' file may bring cold-start routes
+    async with TestClient(TestServer(app)):
+        # When a deployed function's route with a cold-start timeout arrives
+        extra.write_text("routes: {/late/: {topic: late, cold_start_timeout_s: 60}}\n")
+        await until(lambda: gateway.table.match("/late/") is not None)
+        # Then its topic is polled for live consumers and the scaler knows it
+        assert ("late", None) in gateway.presence.live
+        assert "late" in published_topics(gateway.table)
+        # and once the route leaves, its topic is no longer polled
+        extra.write_text("routes: {}\n")
+        await until(lambda: ("late", None) not in gateway.presence.live)
